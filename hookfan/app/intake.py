@@ -1,0 +1,99 @@
+"""The intake view: match, capture, persist durably, answer. No route/path logic of Flask."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+from flask import Response, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from hookfan.envelope import REQUEST_HEADER, StoredRequest
+from hookfan.routes import match
+from hookfan.store import Store
+
+from .routecache import RouteCache
+
+log = logging.getLogger(__name__)
+
+RAW_HEADERS = "hookfan.raw_headers"
+"""WSGI environ key where hookfan's gunicorn worker puts the headers as received."""
+RETRY_AFTER = "5"
+
+
+def error(status: int, message: str, **headers: str) -> Response:
+    resp = jsonify(error=message)
+    resp.status_code = status
+    resp.headers.update(headers)
+    return resp
+
+
+def raw_headers(environ: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Headers in arrival order with duplicates. Under gunicorn they come from its parser;
+    elsewhere (Flask's test client) they are rebuilt from the CGI variables."""
+    given: Iterable[tuple[str, str]] | None = environ.get(RAW_HEADERS)
+    if given is not None:
+        return tuple((canonical(n), v) for n, v in given)
+    out = []
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            out.append((canonical(key[5:].replace("_", "-")), value))
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            out.append((canonical(key.replace("_", "-")), value))
+    return tuple(out)
+
+
+def canonical(name: str) -> str:
+    """``X-HUB-SIGNATURE`` -> ``X-Hub-Signature``, the form Go's net/http (the original) sent."""
+    return "-".join(part.capitalize() for part in name.split("-"))
+
+
+def raw_uri(environ: dict[str, Any]) -> str:
+    uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if uri:
+        return str(uri)
+    query = environ.get("QUERY_STRING", "")
+    return str(environ.get("PATH_INFO", "/")) + ("?" + query if query else "")
+
+
+class Intake:
+    def __init__(self, store: Store, routes: RouteCache, write_timeout: float) -> None:
+        self.store = store
+        self.routes = routes
+        self.write_timeout = write_timeout
+
+    def __call__(self) -> Response:
+        table = self.routes.table()
+        if table is None:
+            return error(503, "no route table loaded yet; is the operator running?",
+                         **{"Retry-After": RETRY_AFTER})
+        host = request.headers.get("Host", "")
+        backends = match(table, host)
+        if not backends:
+            return error(503, "no RequestClone matches this host")
+        try:
+            body = request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            return error(413, f"body exceeds the limit of {request.max_content_length} bytes")
+        except TimeoutError:
+            return error(408, "request body not received in time")
+        stored = StoredRequest(method=request.method, uri=raw_uri(request.environ),
+                               headers=raw_headers(request.environ), body=body,
+                               client=request.remote_addr or "", accepted=time.time(), host=host)
+        request_id = os.urandom(16).hex()
+        try:
+            ids = self.store.accept(request_id, stored, backends)
+        except redis.RedisError as exc:
+            log.error("request not stored, answered 503: %s", type(exc).__name__)
+            return error(503, "storage unavailable, retry later", **{"Retry-After": RETRY_AFTER})
+        sock = request.environ.get("gunicorn.socket")
+        if sock is not None:
+            sock.settimeout(self.write_timeout)
+        resp = jsonify(id=request_id, deliveries=len(ids))
+        resp.status_code = 202
+        resp.headers[REQUEST_HEADER] = request_id
+        return resp

@@ -1,0 +1,63 @@
+"""The app's in-memory copy of the route table, refreshed in the background.
+
+Each request reads the table from memory; a thread polls the version key every 250 ms and loads
+the table only when the version changed, so the app sees a change within ~250 ms and pays no
+Redis round trip per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import redis
+
+from hookfan.routes import RouteTable
+from hookfan.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class RouteCache:
+    def __init__(self, store: Store, interval: float = 0.25) -> None:
+        self._store = store
+        self._interval = interval
+        self._table: RouteTable | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def table(self) -> RouteTable | None:
+        """The last loaded table; None until one has been published and loaded."""
+        if self._thread is None:
+            self._start()
+        return self._table
+
+    def refresh(self) -> None:
+        """Load the table if its version changed. Raises redis errors to the caller."""
+        version = self._store.routes_version()
+        current = self._table
+        if version is not None and (current is None or current.version != version):
+            self._table = self._store.load_routes()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _start(self) -> None:
+        # Started lazily so the thread lives in the gunicorn worker, not in a pre-fork parent.
+        with self._lock:
+            if self._thread is not None:
+                return
+            try:
+                self.refresh()
+            except redis.RedisError:
+                log.warning("route table not loaded yet: Redis unreachable")
+            self._thread = threading.Thread(target=self._run, name="route-cache", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.refresh()
+            except redis.RedisError as exc:
+                log.debug("route table refresh failed: %s", type(exc).__name__)

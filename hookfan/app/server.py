@@ -1,0 +1,88 @@
+"""``hookfan app``: the intake app under gunicorn, with hookfan's own sync worker class.
+
+The worker class does two things gunicorn's does not: it hands the app the headers exactly as
+parsed (order and duplicates kept; WSGI's environ merges duplicates), and it puts a read timeout
+on each client socket so a slow client gets dropped instead of holding a worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.workers.sync import SyncWorker
+
+from hookfan.config import Settings
+
+from . import create_app
+from .intake import RAW_HEADERS
+
+log = logging.getLogger(__name__)
+
+
+class IntakeWorker(SyncWorker):  # type: ignore[misc]
+    read_timeout = 10.0
+    _headers: list[tuple[str, str]] = []
+
+    def init_process(self) -> None:
+        app_callable = None
+
+        def with_headers(environ: dict[str, Any], start_response: Any) -> Any:
+            environ[RAW_HEADERS] = self._headers
+            return app_callable(environ, start_response)  # type: ignore[misc]
+
+        self.load_wsgi()
+        app_callable, self.wsgi = self.wsgi, with_headers  # type: ignore[has-type]
+        self.read_timeout = self.app.settings.intake.proxy_read_timeout
+        super().init_process()
+
+    def load_wsgi(self) -> None:
+        if getattr(self, "wsgi", None) is None:
+            super().load_wsgi()
+
+    def accept(self, listener: socket.socket) -> None:
+        client, addr = listener.accept()
+        client.setblocking(True)
+        client.settimeout(self.read_timeout)
+        self.handle(listener, client, addr)
+
+    def handle_request(self, listener: Any, req: Any, client: Any, addr: Any) -> Any:
+        # A sync worker serves one request at a time, so one slot is enough.
+        self._headers = req.headers
+        return super().handle_request(listener, req, client, addr)
+
+
+class IntakeServer(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings, extra: dict[str, Any] | None = None) -> None:
+        self.settings = settings
+        self.extra = extra or {}
+        super().__init__()
+
+    def load_config(self) -> None:
+        s = self.settings.intake
+        host, port = s.http_addr
+        options = {
+            "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+            "workers": s.workers,
+            "worker_class": f"{IntakeWorker.__module__}.{IntakeWorker.__qualname__}",
+            # The arbiter kills a worker stuck longer than this: the last line against a client
+            # that trickles its headers.
+            "timeout": int(s.proxy_read_timeout + s.proxy_write_timeout) + 5,
+            "graceful_timeout": 30,
+            "limit_request_fields": 200,
+            "limit_request_field_size": 16384,
+            "accesslog": None,
+            "loglevel": "warning",
+            **self.extra,
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return create_app(self.settings)
+
+
+def run(settings: Settings) -> None:
+    IntakeServer(settings).run()

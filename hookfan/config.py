@@ -1,0 +1,264 @@
+"""Settings: one frozen, typed object built once from flags and ``HOOKFAN_*`` variables.
+
+Every flag ``--some-flag`` also reads ``HOOKFAN_SOME_FLAG``; a flag given on the command line wins.
+A value that does not parse raises :class:`SettingsError` naming the flag, so the CLI can print
+one line that says what to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ENV_PREFIX = "HOOKFAN_"
+
+
+class SettingsError(ValueError):
+    """A flag or environment value is invalid; the message names the flag and the fix."""
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Return seconds for ``750ms``, ``10s``, ``15m`` or ``24h``; raise ValueError otherwise."""
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise ValueError(f"invalid duration {text!r} (write it like 750ms, 10s, 15m or 24h)")
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+def parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"invalid boolean {text!r} (write true or false)")
+
+
+def parse_addr(text: str) -> tuple[str, int]:
+    """``:8080`` -> ("0.0.0.0", 8080); ``127.0.0.1:80`` -> ("127.0.0.1", 80)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"invalid address {text!r} (write HOST:PORT or :PORT)")
+    return (host.strip("[]") or "0.0.0.0", int(port))
+
+
+def parse_positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def parse_redis_url(text: str) -> str:
+    if urlsplit(text).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"invalid Redis URL {mask_url(text)!r} (use redis://, rediss:// or unix://)")
+    return text
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, for logs and output."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def parse_aliases(text: str) -> tuple[tuple[str, str], ...]:
+    """``name=host:port,other=host:port`` -> pairs; used by the dev stack to point services home."""
+    pairs = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, target = item.partition("=")
+        if not sep or not name or not target:
+            raise ValueError(f"invalid alias {item!r} (write NAME=HOST:PORT)")
+        pairs.append((name, target))
+    return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str = "redis://localhost:6379/0"
+    """Where requests, deliveries, the schedule and the route table live."""
+    password_file: str | None = None
+    """A file holding the Redis password (a mounted Kubernetes Secret); overrides the URL's."""
+
+    def client_url(self) -> str:
+        """The URL with the password from ``password_file`` filled in, if one is set."""
+        if not self.password_file:
+            return self.url
+        with open(self.password_file, encoding="utf-8") as fh:
+            password = fh.read().strip()
+        parts = urlsplit(self.url)
+        host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+        netloc = f"{parts.username or ''}:{password}@{host}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class IntakeSettings:
+    http_addr: tuple[str, int] = ("0.0.0.0", 8080)
+    """Where the app listens for webhooks."""
+    workers: int = 4
+    """gunicorn worker processes."""
+    body_size_limit: int = 10_000_000
+    """Largest accepted body in bytes; larger ones get 413 (the original silently truncated)."""
+    proxy_read_timeout: float = 10.0
+    """How long a client may take to send its request."""
+    proxy_write_timeout: float = 10.0
+    """How long a client may take to read the answer."""
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    delivery_timeout: float = 10.0
+    """Bound on one delivery attempt (connect + send + answer)."""
+    min_retry_delay: float = 0.75
+    """First retry delay; later ones grow exponentially, with jitter."""
+    max_retry_delay: float = 900.0
+    """Cap on any retry delay, Retry-After included."""
+    max_retry_age: float = 86400.0
+    """A copy still undelivered this long after acceptance is dead-lettered."""
+    concurrency: int = 4
+    """Parallel delivery attempts per worker."""
+    lease: float = 30.0
+    """How long a claimed delivery is held before another worker may take it back."""
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    routes_dir: str | None = None
+    """Read RequestClones from YAML files here instead of the Kubernetes API."""
+    service_aliases: tuple[tuple[str, str], ...] = ()
+    """File source only: serviceName=HOST:PORT overrides, for running outside a cluster."""
+    poll_interval: float = 0.5
+    """How often the file source looks for changed files."""
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = "info"
+    encoding: str = "json"
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    intake: IntakeSettings = field(default_factory=IntakeSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    operator: OperatorSettings = field(default_factory=OperatorSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    metrics_addr: tuple[str, int] | None = None
+    health_addr: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str
+    target: str
+    """``group.field`` (or a top-level field) in :class:`Settings`."""
+    parse: Callable[[str], Any]
+    help: str
+
+
+def _level(text: str) -> str:
+    if text not in ("trace", "debug", "info", "error"):
+        raise ValueError(f"invalid level {text!r} (use trace, debug, info or error)")
+    return text
+
+
+def _encoding(text: str) -> str:
+    if text not in ("json", "console"):
+        raise ValueError(f"invalid encoding {text!r} (use json or console)")
+    return text
+
+
+def _opt_addr(text: str) -> tuple[str, int] | None:
+    return None if text in ("", "0", "off") else parse_addr(text)
+
+
+COMMON = (
+    Flag("redis-url", "redis.url", parse_redis_url, "Redis URL (redis://, rediss://)"),
+    Flag("redis-password-file", "redis.password_file", str, "file holding the Redis password"),
+    Flag("log-level", "log.level", _level, "trace, debug, info or error"),
+    Flag("log-encoding", "log.encoding", _encoding, "json or console"),
+)
+INTAKE = (
+    Flag("http-addr", "intake.http_addr", parse_addr, "listen address for webhooks"),
+    Flag("workers", "intake.workers", parse_positive_int, "gunicorn worker processes"),
+    Flag("body-size-limit", "intake.body_size_limit", parse_positive_int, "max body bytes"),
+    Flag("proxy-read-timeout", "intake.proxy_read_timeout", parse_duration, "request read bound"),
+    Flag("proxy-write-timeout", "intake.proxy_write_timeout", parse_duration, "answer write bound"),
+)
+DELIVERY = (
+    Flag("delivery-timeout", "delivery.delivery_timeout", parse_duration, "bound per attempt"),
+    Flag("min-retry-delay", "delivery.min_retry_delay", parse_duration, "first retry delay"),
+    Flag("max-retry-delay", "delivery.max_retry_delay", parse_duration, "retry delay cap"),
+    Flag("max-retry-age", "delivery.max_retry_age", parse_duration, "dead-letter after"),
+    Flag("concurrency", "delivery.concurrency", parse_positive_int, "parallel attempts"),
+    Flag("lease", "delivery.lease", parse_duration, "claim lease on a delivery"),
+)
+OPERATOR = (
+    Flag("routes-dir", "operator.routes_dir", str, "directory of RequestClone YAML files"),
+    Flag("service-alias", "operator.service_aliases", parse_aliases, "NAME=HOST:PORT,..."),
+    Flag("poll-interval", "operator.poll_interval", parse_duration, "file source poll interval"),
+)
+SERVING = (
+    Flag("metrics-addr", "metrics_addr", _opt_addr, "Prometheus metrics address"),
+    Flag("health-addr", "health_addr", _opt_addr, "health probe address"),
+)
+
+
+def env_name(flag: str) -> str:
+    return ENV_PREFIX + flag.upper().replace("-", "_")
+
+
+def add_flags(parser: argparse.ArgumentParser, flags: Iterable[Flag]) -> None:
+    """Register flags; values stay strings so :func:`build` can name the flag on a bad one."""
+    for f in flags:
+        parser.add_argument(f"--{f.name}", dest=f.name, default=None,
+                            help=f"{f.help} (env {env_name(f.name)})")
+
+
+def build(flags: Iterable[Flag], given: Mapping[str, str | None],
+          environ: Mapping[str, str] | None = None, base: Settings | None = None) -> Settings:
+    """Settings from flag values (``given``), falling back to ``HOOKFAN_*`` then defaults."""
+    environ = os.environ if environ is None else environ
+    groups: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for f in flags:
+        raw = given.get(f.name)
+        source = f"--{f.name}"
+        if raw is None and env_name(f.name) in environ:
+            raw, source = environ[env_name(f.name)], f"{env_name(f.name)} (--{f.name})"
+        if raw is None:
+            continue
+        try:
+            value = f.parse(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{source}: {exc}") from None
+        group, _, name = f.target.rpartition(".")
+        (groups.setdefault(group, {}) if group else top)[name] = value
+    settings = base or Settings()
+    changes = {g: dataclasses.replace(getattr(settings, g), **v) for g, v in groups.items()}
+    _check(dataclasses.replace(settings, **changes, **top))
+    return dataclasses.replace(settings, **changes, **top)
+
+
+def _check(s: Settings) -> None:
+    d = s.delivery
+    if d.min_retry_delay > d.max_retry_delay:
+        raise SettingsError("--min-retry-delay must not exceed --max-retry-delay")
+    if d.lease <= d.delivery_timeout:
+        raise SettingsError("--lease must be longer than --delivery-timeout")

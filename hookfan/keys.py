@@ -1,0 +1,35 @@
+"""Every Redis key hookfan uses, built from one prefix per concept (rq's convention)."""
+
+from __future__ import annotations
+
+PREFIX = "hookfan:"
+ROUTES = PREFIX + "routes"
+"""The whole route table, JSON, written with :data:`ROUTES_VERSION` in one transaction."""
+ROUTES_VERSION = PREFIX + "routes:version"
+REQUEST = PREFIX + "req:"
+"""Hash per accepted request: method, raw URI, headers, body (stored once), remaining copies."""
+DELIVERY = PREFIX + "dlv:"
+"""Hash per (request, backend) copy: backend, attempts, generation, state, last error."""
+SCHEDULE = PREFIX + "schedule"
+"""Sorted set: delivery id -> time it is due (or its claim lease runs out)."""
+DEAD = PREFIX + "dead"
+"""Sorted set: dead-lettered delivery id -> time it was dead-lettered."""
+QUEUE = "hookfan.deliveries"
+"""The Celery (kombu) queue of delivery attempts; kombu uses the queue name as the list key."""
+
+
+def request(request_id: str) -> str:
+    return REQUEST + request_id
+
+
+def delivery(delivery_id: str) -> str:
+    return DELIVERY + delivery_id
+
+
+def request_id_of(delivery_id: str) -> str:
+    """Delivery ids are ``<request id>-<index>``; see :func:`delivery_ids`."""
+    return delivery_id.rpartition("-")[0]
+
+
+def delivery_ids(request_id: str, count: int) -> list[str]:
+    return [f"{request_id}-{i}" for i in range(count)]

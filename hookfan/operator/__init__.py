@@ -1,0 +1,1 @@
+"""The operator process: RequestClones (Kubernetes API or files) -> route table in Redis."""

@@ -1,0 +1,85 @@
+"""The file source: RequestClones read from a directory of YAML files.
+
+``DIR/*.yaml`` documents take their namespace from ``metadata.namespace`` (default ``default``);
+``DIR/<namespace>/*.yaml`` documents take it from the sub-directory unless they name one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from hookfan.routes import Backend
+
+from .model import InvalidSpec, RequestClone, is_request_clone, parse
+
+log = logging.getLogger(__name__)
+
+NAMED_PORTS = {"http": 80}
+
+
+@dataclass(frozen=True)
+class Rejected:
+    file: str
+    name: str
+    reason: str
+
+
+def _files(root: Path) -> list[Path]:
+    found = [p for p in root.glob("*") if p.suffix in (".yaml", ".yml") and p.is_file()]
+    found += [p for p in root.glob("*/*") if p.suffix in (".yaml", ".yml") and p.is_file()]
+    return sorted(found)
+
+
+def fingerprint(root: Path) -> str:
+    """Changes whenever a file is added, removed or edited (content hash, not mtime)."""
+    h = hashlib.sha256()
+    for path in _files(root):
+        try:
+            h.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+        except OSError:
+            continue
+    return h.hexdigest()
+
+
+def load(root: Path) -> tuple[list[RequestClone], list[Rejected]]:
+    """Every valid RequestClone under ``root``, and what was skipped and why. Never raises
+    for bad content: an unreadable file or bad YAML is a :class:`Rejected` entry."""
+    clones: list[RequestClone] = []
+    rejected: list[Rejected] = []
+    for path in _files(root):
+        namespace = path.parent.name if path.parent != root else "default"
+        try:
+            docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            rejected.append(Rejected(str(path), "", f"unreadable YAML: {type(exc).__name__}"))
+            continue
+        for doc in docs:
+            if not is_request_clone(doc):
+                continue
+            name = str((doc.get("metadata") or {}).get("name", "")) if isinstance(
+                doc.get("metadata"), dict) else ""
+            try:
+                clones.append(parse(doc, namespace))
+            except InvalidSpec as exc:
+                rejected.append(Rejected(str(path), name, str(exc)))
+    return clones, rejected
+
+
+def backend_for(clone: RequestClone, aliases: dict[str, str]) -> Backend:
+    """``http://<serviceName>:<port>``; raises InvalidSpec for a port name other than http.
+    An alias (dev stack) replaces ``serviceName:port`` with a reachable ``host:port``."""
+    route = clone.key
+    if clone.service_name in aliases:
+        return Backend(route, f"http://{aliases[clone.service_name]}")
+    port = clone.service_port
+    if isinstance(port, str):
+        if port not in NAMED_PORTS:
+            raise InvalidSpec(f"spec.backend.servicePort: port name {port!r} cannot be resolved "
+                              "without Kubernetes; use a number or 'http'")
+        port = NAMED_PORTS[port]
+    return Backend(route, f"http://{clone.service_name}:{port}")

@@ -1,0 +1,74 @@
+"""The operator loop for the file source: watch a directory, publish the table on change."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import redis
+
+from hookfan.config import Settings
+from hookfan.routes import Backend, RouteTable, build_table
+from hookfan.store import Store
+
+from .files import Rejected, backend_for, fingerprint, load
+from .model import InvalidSpec, RequestClone
+
+log = logging.getLogger(__name__)
+
+
+def file_table(clones: list[RequestClone], aliases: dict[str, str]
+               ) -> tuple[RouteTable, list[Rejected]]:
+    """The route table for file-sourced clones (version 0: the store assigns one). Pure."""
+    entries: list[tuple[str, Backend]] = []
+    rejected: list[Rejected] = []
+    for clone in clones:
+        try:
+            entries.append((clone.host, backend_for(clone, aliases)))
+        except InvalidSpec as exc:
+            rejected.append(Rejected("", clone.key, str(exc)))
+    return build_table(entries, 0), rejected
+
+
+class Publisher:
+    """Publishes a table when its content changed, or when Redis lost it (a flushed or
+    non-durable Redis): the app must never be left without routes the operator knows."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._content: object = None
+        self._version: int | None = None
+
+    def sync(self, table: RouteTable) -> bool:
+        if table.routes == self._content and self.store.routes_version() == self._version:
+            return False
+        self._version = self.store.publish_routes(table)
+        self._content = table.routes
+        log.info("route table published", extra={"version": self._version,
+                                                 "hosts": len(table.routes)})
+        return True
+
+
+def run(settings: Settings, store: Store, stop: threading.Event) -> None:
+    """Poll ``--routes-dir`` until ``stop`` is set; republish within one poll of a change."""
+    root = Path(settings.operator.routes_dir or ".")
+    aliases = dict(settings.operator.service_aliases)
+    publisher = Publisher(store)
+    seen = None
+    table = RouteTable()
+    while True:
+        current = fingerprint(root)
+        if current != seen:
+            clones, rejected = load(root)
+            table, unresolved = file_table(clones, aliases)
+            for r in rejected + unresolved:
+                log.error("RequestClone skipped", extra={"file": r.file, "name": r.name,
+                                                         "reason": r.reason})
+            seen = current
+        try:
+            publisher.sync(table)
+        except redis.RedisError as exc:
+            log.warning("route table not published, Redis unavailable: %s", type(exc).__name__)
+        if stop.wait(settings.operator.poll_interval):
+            return

@@ -1,0 +1,76 @@
+"""RequestClone documents: parsed and validated against the CRD's own schema. Pure."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import yaml
+
+GROUP = "proxy.infra.doodle.com"
+VERSION = "v1beta1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "RequestClone"
+
+
+@dataclass(frozen=True)
+class RequestClone:
+    namespace: str
+    name: str
+    host: str
+    service_name: str
+    service_port: int | str
+    """A port number, or a port name (IntOrString, as in Kubernetes)."""
+    generation: int = 0
+    created: str = ""
+    """creationTimestamp (RFC 3339), for ordering claims on a host."""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class InvalidSpec(ValueError):
+    """The document does not match the CRD schema; the message says which field and why."""
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    """The openAPIV3Schema of the shipped CRD (hookfan/crd.yaml)."""
+    crd = yaml.safe_load(resources.files("hookfan").joinpath("crd.yaml").read_text())
+    return dict(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+
+
+def is_request_clone(doc: Any) -> bool:
+    return (isinstance(doc, dict) and doc.get("kind") == KIND
+            and doc.get("apiVersion") == API_VERSION)
+
+
+def parse(doc: dict[str, Any], default_namespace: str = "default") -> RequestClone:
+    """A RequestClone from a manifest or API object; raises InvalidSpec naming what to fix."""
+    errors = sorted(jsonschema.Draft7Validator(schema()).iter_errors(doc), key=lambda e: e.path)
+    if errors:
+        err = errors[0]
+        where = ".".join(str(p) for p in err.absolute_path) or "(document)"
+        raise InvalidSpec(f"{where}: {err.message}")
+    meta = doc.get("metadata") or {}
+    if not meta.get("name"):
+        raise InvalidSpec("metadata.name: required")
+    spec = doc["spec"]
+    port = spec["backend"]["servicePort"]
+    if isinstance(port, str) and port.strip().isdigit():
+        port = int(port)
+    if isinstance(port, bool) or (isinstance(port, int) and not 0 < port < 65536):
+        raise InvalidSpec(f"spec.backend.servicePort: {port!r} is not a port (1-65535)")
+    return RequestClone(
+        namespace=str(meta.get("namespace") or default_namespace),
+        name=str(meta.get("name") or ""),
+        host=spec["host"],
+        service_name=spec["backend"]["serviceName"],
+        service_port=port,
+        generation=int(meta.get("generation") or 0),
+        created=str(meta.get("creationTimestamp") or ""),
+    )

@@ -1,0 +1,262 @@
+"""The ledger in Redis: requests, delivery records, the schedule, dead letters, the route table.
+
+Every state change of a delivery is one Lua script or one MULTI/EXEC, so a crash between two
+writes never leaves a copy half-scheduled. A delivery record carries a *generation*: each claim
+bumps it and each task message names the generation it was published for, so a stale message
+(re-delivered by Celery after a worker died, or overtaken by a re-claim) is recognised and skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from hookfan import keys
+from hookfan.envelope import StoredRequest
+from hookfan.routes import Backend, RouteTable
+from hookfan.taskmsg import task_message
+
+_BEGIN = """
+local d = redis.call('HMGET', KEYS[1], 'g', 's', 'r', 'b', 'route', 't0')
+if not d[1] or d[1] ~= ARGV[2] or d[2] ~= 'p' then return false end
+local req = redis.call('HMGET', ARGV[4] .. d[3], 'm', 'u', 'h', 'b', 'ip', 't', 'host')
+if not req[1] then return false end
+redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[1])
+local a = redis.call('HINCRBY', KEYS[1], 'a', 1)
+return {d[3], d[4], d[5], d[6], tostring(a), req[1], req[2], req[3], req[4], req[5], req[6], req[7]}
+"""
+
+_COMPLETE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[1])
+if redis.call('HINCRBY', KEYS[3], 'n', -1) <= 0 then redis.call('DEL', KEYS[3]) end
+return 1
+"""
+
+_RETRY = """
+if redis.call('HGET', KEYS[1], 'g') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'e', ARGV[4], 'lt', ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+
+_DEAD = """
+if redis.call('HGET', KEYS[1], 'g') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 's', 'd', 'e', ARGV[4], 'lt', ARGV[3])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+return 1
+"""
+
+_CLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, id in ipairs(ids) do
+  local k = ARGV[4] .. id
+  if redis.call('HGET', k, 's') == 'p' then
+    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    table.insert(out, id)
+    table.insert(out, redis.call('HINCRBY', k, 'g', 1))
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return out
+"""
+
+_REPLAY = """
+if redis.call('HGET', KEYS[1], 's') ~= 'd' then return 0 end
+redis.call('HSET', KEYS[1], 's', 'p', 'a', 0, 't0', ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+
+_PURGE = """
+if redis.call('HGET', KEYS[1], 's') ~= 'd' then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('HINCRBY', KEYS[3], 'n', -1) <= 0 then redis.call('DEL', KEYS[3]) end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One claimed attempt, as :meth:`Store.begin` hands it to the worker."""
+
+    delivery_id: str
+    generation: int
+    request_id: str
+    backend: Backend
+    number: int
+    """1 for the first attempt; replays start again at 1."""
+    started: float
+    """When the copy's retry age began: acceptance, or the last replay."""
+    request: StoredRequest
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    delivery_id: str
+    request_id: str
+    backend: Backend
+    attempts: int
+    last_error: str
+    dead_at: float
+    accepted: float
+    method: str
+    uri: str
+    body_size: int
+
+    def summary(self) -> dict[str, Any]:
+        """What ``deadletters list`` prints: no body, no header values."""
+        return {"id": self.delivery_id, "request": self.request_id, "route": self.backend.route,
+                "backend": self.backend.url, "attempts": self.attempts,
+                "last_error": self.last_error, "dead_at": self.dead_at,
+                "accepted": self.accepted, "method": self.method,
+                "path": self.uri.split("?", 1)[0], "body_bytes": self.body_size}
+
+
+def connect(url: str, timeout: float = 1.5) -> redis.Redis:
+    """A client that fails fast: the intake must answer 503 within 2 s when Redis is gone."""
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                                health_check_interval=10)
+
+
+class Store:
+    def __init__(self, client: redis.Redis, lease: float = 30.0) -> None:
+        # redis-py's stubs type replies as bytes | str; this client always returns bytes.
+        self.r: Any = client
+        self.lease = lease
+        self._begin = client.register_script(_BEGIN)
+        self._complete = client.register_script(_COMPLETE)
+        self._retry = client.register_script(_RETRY)
+        self._dead = client.register_script(_DEAD)
+        self._claim = client.register_script(_CLAIM)
+        self._replay = client.register_script(_REPLAY)
+        self._purge = client.register_script(_PURGE)
+
+    # -- route table -------------------------------------------------------------------------
+    def publish_routes(self, table: RouteTable) -> int:
+        """Write the whole table with a new version in one transaction; returns the version."""
+        version = int(self.r.incr(keys.ROUTES_VERSION))
+        published = RouteTable(version, table.routes)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(keys.ROUTES, published.to_json())
+        pipe.set(keys.ROUTES_VERSION, version)
+        pipe.execute()
+        return version
+
+    def routes_version(self) -> int | None:
+        raw = self.r.get(keys.ROUTES_VERSION)
+        return None if raw is None else int(raw)
+
+    def load_routes(self) -> RouteTable | None:
+        """The published table, or None if the operator has not published one yet."""
+        raw = self.r.get(keys.ROUTES)
+        return None if raw is None else RouteTable.from_json(raw)
+
+    # -- intake ------------------------------------------------------------------------------
+    def accept(self, request_id: str, req: StoredRequest, backends: Sequence[Backend]) -> list[str]:
+        """Store the request once, one delivery record per backend, their schedule entries and
+        first task messages, all in one MULTI/EXEC. Raises redis errors; nothing is half-written.
+        """
+        ids = keys.delivery_ids(request_id, len(backends))
+        fields: dict[str, Any] = dict(req.to_fields())
+        fields["n"] = len(backends)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(keys.request(request_id), mapping=fields)
+        for did, backend in zip(ids, backends, strict=True):
+            pipe.hset(keys.delivery(did), mapping={
+                "r": request_id, "b": backend.url, "route": backend.route,
+                "a": 0, "g": 1, "s": "p", "t0": repr(req.accepted)})
+        pipe.zadd(keys.SCHEDULE, {did: req.accepted + self.lease for did in ids})
+        pipe.lpush(keys.QUEUE, *[task_message(keys.QUEUE, did, 1) for did in ids])
+        pipe.execute()
+        return ids
+
+    # -- worker ------------------------------------------------------------------------------
+    def begin(self, delivery_id: str, generation: int, hold: float) -> Attempt | None:
+        """Start an attempt: holds the delivery for ``hold`` seconds and returns its data.
+        None if the message is stale (another generation owns it, or the copy already ended)."""
+        now = time.time()
+        res = self._begin(keys=[keys.delivery(delivery_id), keys.SCHEDULE],
+                          args=[delivery_id, generation, now + hold, keys.REQUEST])
+        if not res:
+            return None
+        rid, url, route, t0, num, m, u, h, b, ip, t, host = res
+        req = StoredRequest.from_fields({b"m": m, b"u": u, b"h": h, b"b": b, b"ip": ip, b"t": t,
+                                         b"host": host})
+        return Attempt(delivery_id, generation, rid.decode(), Backend(route.decode(), url.decode()),
+                       int(num), float(t0), req)
+
+    def complete(self, delivery_id: str) -> bool:
+        """The copy was delivered: remove it, and the body once no other copy needs it."""
+        rid = keys.request_id_of(delivery_id)
+        return bool(self._complete(keys=[keys.delivery(delivery_id), keys.SCHEDULE,
+                                         keys.request(rid)], args=[delivery_id]))
+
+    def retry(self, delivery_id: str, generation: int, due: float, error: str) -> bool:
+        return bool(self._retry(keys=[keys.delivery(delivery_id), keys.SCHEDULE],
+                                args=[delivery_id, generation, due, error, time.time()]))
+
+    def dead_letter(self, delivery_id: str, generation: int, error: str) -> bool:
+        return bool(self._dead(keys=[keys.delivery(delivery_id), keys.SCHEDULE, keys.DEAD],
+                               args=[delivery_id, generation, time.time(), error]))
+
+    def claim_due(self, limit: int = 500) -> list[tuple[str, int]]:
+        """Deliveries due now (or whose lease ran out), each held for the lease and given a new
+        generation. The caller publishes one task per pair; if it dies first, the lease expires
+        and the next claim picks them up again."""
+        now = time.time()
+        flat = self._claim(keys=[keys.SCHEDULE], args=[now, now + self.lease, limit,
+                                                         keys.DELIVERY])
+        return [(flat[i].decode(), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    def publish_tasks(self, claimed: Sequence[tuple[str, int]]) -> None:
+        if claimed:
+            self.r.lpush(keys.QUEUE, *[task_message(keys.QUEUE, d, g) for d, g in claimed])
+
+    def next_due(self) -> float | None:
+        first = self.r.zrange(keys.SCHEDULE, 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    def queue_length(self) -> int:
+        return int(self.r.llen(keys.QUEUE))
+
+    # -- dead letters ------------------------------------------------------------------------
+    def dead_ids(self) -> list[str]:
+        return [d.decode() for d in self.r.zrange(keys.DEAD, 0, -1)]
+
+    def dead_letter_info(self, delivery_id: str) -> tuple[DeadLetter, StoredRequest] | None:
+        """The dead letter and its stored request, or None if no such dead letter exists."""
+        d = self.r.hgetall(keys.delivery(delivery_id))
+        if d.get(b"s") != b"d":
+            return None
+        rid = d[b"r"].decode()
+        f = self.r.hgetall(keys.request(rid))
+        if not f:
+            return None
+        req = StoredRequest.from_fields(f)
+        letter = DeadLetter(delivery_id, rid, Backend(d[b"route"].decode(), d[b"b"].decode()),
+                            int(d.get(b"a", 0)), d.get(b"e", b"").decode(),
+                            float(d.get(b"lt", 0)), req.accepted, req.method, req.uri,
+                            len(req.body))
+        return letter, req
+
+    def replay(self, delivery_id: str) -> bool:
+        """Put a dead letter back on the schedule, due now, with a fresh retry age."""
+        return bool(self._replay(keys=[keys.delivery(delivery_id), keys.SCHEDULE, keys.DEAD],
+                                 args=[delivery_id, time.time()]))
+
+    def purge(self, delivery_id: str) -> bool:
+        """Delete a dead letter, and its request's body if nothing else references it."""
+        rid = keys.request_id_of(delivery_id)
+        return bool(self._purge(keys=[keys.delivery(delivery_id), keys.DEAD, keys.request(rid)],
+                                args=[delivery_id]))

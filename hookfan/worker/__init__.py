@@ -1,0 +1,1 @@
+"""The delivery process: a Celery worker making one attempt per task."""

@@ -1,0 +1,86 @@
+"""The Celery app of the worker: one task, ``hookfan.deliver``, one attempt per message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, bootsteps
+
+from hookfan import keys
+from hookfan.config import Settings
+from hookfan.store import Store, connect
+from hookfan.taskmsg import TASK_NAME
+
+from .deliver import Deliverer
+from .promoter import Promoter
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Broker settings shared by the worker, Flower and tests."""
+    return {
+        "broker_url": settings.redis.client_url(),
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": keys.QUEUE,
+        # A message is acked after its attempt; a pool child killed mid-attempt gives it back.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_ignore_result": True,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_time_limit": int(3 * settings.delivery.delivery_timeout + 10),
+    }
+
+
+def install(app: Celery, settings: Settings) -> None:
+    """Register ``hookfan.deliver`` on ``app``. The Deliverer is made lazily in each process
+    (after the prefork fork), so no Redis or HTTP connection is shared across processes."""
+    holder: dict[str, Deliverer] = {}
+
+    def deliverer() -> Deliverer:
+        if "d" not in holder:
+            store = Store(connect(settings.redis.client_url(), timeout=5), settings.delivery.lease)
+            holder["d"] = Deliverer(store, settings.delivery)
+        return holder["d"]
+
+    @app.task(  # type: ignore[untyped-decorator]
+        name=TASK_NAME, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+    def deliver(delivery_id: str, generation: int) -> None:
+        # Returns nothing: Flower shows and logs a task's return value.
+        deliverer().attempt(delivery_id, generation)
+
+
+class PromoterStep(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Runs the promoter in the worker's main process for as long as the worker runs."""
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        settings: Settings = worker.app.hookfan_settings
+        store = Store(connect(settings.redis.client_url(), timeout=5), settings.delivery.lease)
+        self.promoter = Promoter(store)
+        super().__init__(worker, **kwargs)
+
+    def start(self, worker: Any) -> None:
+        self.promoter.start()
+
+    def stop(self, worker: Any) -> None:
+        self.promoter.stop()
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("hookfan", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    app.hookfan_settings = settings
+    install(app, settings)
+    app.steps["worker"].add(PromoterStep)
+    return app
+
+
+def run(settings: Settings) -> None:
+    app = make_celery(settings)
+    app.worker_main(["worker", "--queues", keys.QUEUE, "--pool", "prefork",
+                     "--concurrency", str(settings.delivery.concurrency),
+                     "--loglevel", "INFO" if settings.log.level != "error" else "ERROR",
+                     "--hostname", "hookfan@%h", "--without-gossip", "--without-mingle",
+                     "--task-events"])

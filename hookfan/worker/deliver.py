@@ -1,0 +1,110 @@
+"""One delivery attempt: send the copy, classify the answer, record what comes next."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import urllib3
+from urllib3.util import SKIP_HEADER
+
+from hookfan.config import DeliverySettings
+from hookfan.envelope import forward_headers
+from hookfan.policy import Outcome, classify, next_step, parse_retry_after
+from hookfan.store import Attempt, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sent:
+    status: int | None
+    error: str | None = None
+    retry_after: str | None = None
+
+
+def origin_form(uri: str) -> str:
+    """The request target to send: absolute-form (``http://h/p``) reduced to ``/p``."""
+    if uri.startswith("/"):
+        return uri
+    scheme, sep, rest = uri.partition("://")
+    if sep and scheme.isalpha():
+        slash = rest.find("/")
+        return rest[slash:] if slash >= 0 else "/"
+    return "/" + uri if uri != "*" else "/"
+
+
+class Deliverer:
+    """Owns an HTTP pool per process. urllib3 (requests' engine) is used directly because
+    requests keeps headers in a dict, and a copy must carry repeated headers as separate lines."""
+
+    def __init__(self, store: Store, settings: DeliverySettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.http = urllib3.PoolManager(num_pools=64, maxsize=4, retries=False)
+
+    def attempt(self, delivery_id: str, generation: int) -> str:
+        """Make one attempt; returns the outcome kind, or ``stale`` for a superseded message."""
+        s = self.settings
+        att = self.store.begin(delivery_id, generation, hold=2 * s.delivery_timeout + 5)
+        if att is None:
+            return "stale"
+        sent = self.send(att)
+        outcome = classify(sent.status, sent.error)
+        if outcome.kind == "delivered":
+            self.store.complete(delivery_id)
+            return self._log(att, outcome, "delivered")
+        now = time.time()
+        kind, due = next_step(outcome, att.number, att.started, now, s.min_retry_delay,
+                              s.max_retry_delay, s.max_retry_age,
+                              parse_retry_after(sent.retry_after, now))
+        if kind == "retry":
+            self.store.retry(delivery_id, generation, due, outcome.reason)
+        else:
+            self.store.dead_letter(delivery_id, generation, outcome.reason)
+        return self._log(att, outcome, kind)
+
+    def send(self, att: Attempt) -> Sent:
+        req = att.request
+        headers = urllib3.HTTPHeaderDict()
+        for name, value in forward_headers(req, att.request_id, att.delivery_id, att.number):
+            headers.add(name, value)
+        for name in ("User-Agent", "Accept-Encoding"):
+            if name not in headers:
+                headers[name] = SKIP_HEADER
+        had_length = any(n.lower() == "content-length" for n, _ in req.headers)
+        body = req.body if (req.body or had_length) else None
+        t = self.settings.delivery_timeout
+        try:
+            resp = self.http.urlopen(
+                req.method, att.backend.url + origin_form(req.uri), body=body, headers=headers,
+                redirect=False, retries=False, timeout=urllib3.Timeout(connect=t, read=t),
+                preload_content=False, assert_same_host=False)
+        except urllib3.exceptions.HTTPError as exc:
+            return Sent(None, error_reason(exc))
+        try:
+            resp.drain_conn()
+        except urllib3.exceptions.HTTPError:
+            resp.release_conn()
+        return Sent(resp.status, retry_after=resp.headers.get("Retry-After"))
+
+    def _log(self, att: Attempt, outcome: Outcome, kind: str) -> str:
+        log.info("attempt %s", kind, extra={
+            "delivery_id": att.delivery_id, "request_id": att.request_id,
+            "route": att.backend.route, "backend": att.backend.url, "attempt": att.number,
+            "status": outcome.status, "reason": outcome.reason})
+        return kind
+
+
+def error_reason(exc: Exception) -> str:
+    """A class of transport error for the record: never a message that could echo content."""
+    if isinstance(exc, urllib3.exceptions.NameResolutionError):
+        return "DNSFailure"
+    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
+        return "ConnectTimeout"
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return "ConnectionRefused"
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError):
+        return "Timeout"
+    return type(exc).__name__
