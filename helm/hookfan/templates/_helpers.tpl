@@ -1,0 +1,182 @@
+{{/* Names and labels. */}}
+{{- define "hookfan.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "hookfan.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hookfan.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "hookfan.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "hookfan.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "hookfan.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: hookfan
+{{- end -}}
+
+{{/* Labels of one component: call with (dict "ctx" $ "component" "app"). */}}
+{{- define "hookfan.componentLabels" -}}
+{{ include "hookfan.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "hookfan.componentSelector" -}}
+{{ include "hookfan.selectorLabels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "hookfan.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "hookfan.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hookfan.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{/* Redis. */}}
+{{- define "hookfan.redisURL" -}}
+{{- if .Values.redis.external.url -}}
+{{- .Values.redis.external.url -}}
+{{- else -}}
+{{- printf "redis://%s-redis:6379/0" (include "hookfan.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hookfan.redisPasswordPath" -}}/etc/hookfan/redis/password{{- end -}}
+
+{{/* The task time limit the worker applies (hookfan/worker/celeryapp.py): 3*timeout+10. */}}
+{{- define "hookfan.taskTimeLimit" -}}
+{{- add (mul 3 (int .Values.delivery.timeoutSeconds)) 10 -}}
+{{- end -}}
+
+{{- define "hookfan.workerGrace" -}}
+{{- $limit := int (include "hookfan.taskTimeLimit" .) -}}
+{{- $grace := .Values.worker.terminationGracePeriodSeconds -}}
+{{- if kindIs "invalid" $grace -}}
+{{- add $limit 30 -}}
+{{- else if le (int $grace) $limit -}}
+{{- fail (printf "worker.terminationGracePeriodSeconds (%d) must exceed the task time limit 3*delivery.timeoutSeconds+10 = %d s, or running attempts are killed on shutdown" (int $grace) $limit) -}}
+{{- else -}}
+{{- int $grace -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Redis settings travel as HOOKFAN_* variables rather than flags so that `kubectl exec ... hookfan
+deadletters list` in any hookfan container finds the same Redis. The password is a mounted file.
+*/}}
+{{- define "hookfan.redisEnv" -}}
+- name: HOOKFAN_REDIS_URL
+  value: {{ include "hookfan.redisURL" . | quote }}
+{{- if .Values.redis.auth.existingSecret }}
+- name: HOOKFAN_REDIS_PASSWORD_FILE
+  value: {{ include "hookfan.redisPasswordPath" . }}
+{{- end }}
+{{- end -}}
+
+{{/* Flags every serving hookfan process takes. */}}
+{{- define "hookfan.commonArgs" -}}
+- --log-level={{ .Values.logLevel }}
+- --log-encoding={{ .Values.logEncoding }}
+- --metrics-addr=:9556
+- --health-addr=:9557
+{{- end -}}
+
+{{- define "hookfan.deliveryArgs" -}}
+{{- if le (int .Values.delivery.leaseSeconds) (int .Values.delivery.timeoutSeconds) -}}
+{{- fail "delivery.leaseSeconds must be longer than delivery.timeoutSeconds" -}}
+{{- end -}}
+- --delivery-timeout={{ .Values.delivery.timeoutSeconds }}s
+- --lease={{ .Values.delivery.leaseSeconds }}s
+- --min-retry-delay={{ .Values.delivery.minRetryDelay }}
+- --max-retry-delay={{ .Values.delivery.maxRetryDelay }}
+- --max-retry-age={{ .Values.delivery.maxRetryAge }}
+{{- end -}}
+
+{{/* Volumes and mounts shared by hookfan containers: writable /tmp, and the Redis password. */}}
+{{- define "hookfan.volumes" -}}
+- name: tmp
+  emptyDir: {}
+{{- if .Values.redis.auth.existingSecret }}
+- name: redis-password
+  secret:
+    secretName: {{ .Values.redis.auth.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.redis.auth.key }}
+        path: password
+{{- end }}
+{{- end -}}
+
+{{- define "hookfan.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if .Values.redis.auth.existingSecret }}
+- name: redis-password
+  mountPath: /etc/hookfan/redis
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/*
+Processes with several Python processes per pod (gunicorn, Celery prefork) keep Prometheus
+samples in PROMETHEUS_MULTIPROC_DIR. It must be empty at start: an emptyDir survives a container
+restart, and stale files would carry old counters over. So the container wipes it, then execs.
+*/}}
+{{- define "hookfan.multiprocCommand" -}}
+command:
+  - /bin/sh
+  - -c
+  - 'find "$PROMETHEUS_MULTIPROC_DIR" -mindepth 1 -delete && exec hookfan "$@"'
+  - hookfan
+{{- end -}}
+
+{{- define "hookfan.probes" -}}
+startupProbe:
+  httpGet: {path: /healthz, port: health}
+  periodSeconds: 2
+  failureThreshold: 60
+livenessProbe:
+  httpGet: {path: /healthz, port: health}
+  periodSeconds: 10
+  timeoutSeconds: 3
+  failureThreshold: 3
+readinessProbe:
+  httpGet: {path: /readyz, port: health}
+  periodSeconds: 5
+  timeoutSeconds: 3
+  failureThreshold: 2
+{{- end -}}
+
+{{- define "hookfan.servingPorts" -}}
+- name: metrics
+  containerPort: 9556
+  protocol: TCP
+- name: health
+  containerPort: 9557
+  protocol: TCP
+{{- end -}}
+
+{{/* Label selector used by PromQL in the alerts: this release's pods only. */}}
+{{- define "hookfan.promSelector" -}}
+namespace="{{ .Release.Namespace }}",app_kubernetes_io_instance="{{ .Release.Name }}"
+{{- end -}}
