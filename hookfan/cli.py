@@ -52,9 +52,18 @@ def _operator(settings: Settings, args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if settings.operator.routes_dir is None:
-        print("hookfan operator: error: --routes-dir is required (the Kubernetes source is not "
-              "available in this build)", file=sys.stderr)
-        return 2
+        import os
+
+        from hookfan.operator import kubeclient, kubesource
+        kubeconfig = settings.operator.kubeconfig or os.environ.get("KUBECONFIG") or None
+        namespace = kubesource.own_namespace(os.environ, kubeclient.SA_NAMESPACE_FILE)
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                kubesource.run(settings, _store(settings), stop, kubeconfig, namespace)
+        except kubeclient.KubeConfigError as exc:
+            print(f"hookfan operator: error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     from hookfan.operator.filesource import run
     with contextlib.suppress(KeyboardInterrupt):
         run(settings, _store(settings), stop)

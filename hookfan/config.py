@@ -144,6 +144,41 @@ class OperatorSettings:
     """File source only: serviceName=HOST:PORT overrides, for running outside a cluster."""
     poll_interval: float = 0.5
     """How often the file source looks for changed files."""
+    host_policy: str = "namespace"
+    """``namespace``: a host belongs to the namespace of its oldest RequestClone; ``shared``:
+    RequestClones in any namespace fan out together."""
+    kubeconfig: str | None = None
+    """Kubeconfig file; without it, in-cluster config (or ``KUBECONFIG``)."""
+    insecure_kubeconfig_exec: bool = False
+    """Allow a kubeconfig whose user runs an exec credential plugin."""
+    insecure_kubeconfig_tls: bool = False
+    """Allow a kubeconfig that turns TLS verification off."""
+    watch_all_namespaces: bool = True
+    """Watch every namespace; false: only the operator's own."""
+    watch_label_selector: str = ""
+    """Only RequestClones matching this label selector."""
+    kube_api_qps: float = 20.0
+    """Sustained Kubernetes API calls per second."""
+    kube_api_burst: int = 30
+    """Burst of Kubernetes API calls above the QPS."""
+    concurrent: int = 4
+    """Status writes in parallel."""
+    resync_period: float = 300.0
+    """Re-list everything this often, whatever the watches said."""
+    enable_leader_election: bool = False
+    """Replicas elect a leader through a coordination.k8s.io Lease; only it writes."""
+    leader_election_lease_duration: float = 35.0
+    """How long a standby waits on an unrenewed Lease before taking over."""
+    leader_election_renew_deadline: float = 30.0
+    """A leader that has not renewed for this long stops writing."""
+    leader_election_retry_period: float = 5.0
+    """How often to try to acquire or renew the Lease."""
+    leader_election_release_on_cancel: bool = True
+    """Release the Lease on shutdown so a standby takes over at once."""
+    leader_election_id: str = "hookfan-operator"
+    """Name of the Lease, in the operator's own namespace."""
+    graceful_shutdown_timeout: float = 10.0
+    """Bound on shutdown after SIGTERM."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +219,19 @@ def _encoding(text: str) -> str:
     return text
 
 
+def _host_policy(text: str) -> str:
+    if text not in ("namespace", "shared"):
+        raise ValueError(f"invalid host policy {text!r} (use namespace or shared)")
+    return text
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError(f"must be a positive number, got {text!r}")
+    return value
+
+
 def _opt_addr(text: str) -> tuple[str, int] | None:
     return None if text in ("", "0", "off") else parse_addr(text)
 
@@ -213,6 +261,32 @@ OPERATOR = (
     Flag("routes-dir", "operator.routes_dir", str, "directory of RequestClone YAML files"),
     Flag("service-alias", "operator.service_aliases", parse_aliases, "NAME=HOST:PORT,..."),
     Flag("poll-interval", "operator.poll_interval", parse_duration, "file source poll interval"),
+    Flag("host-policy", "operator.host_policy", _host_policy, "namespace or shared"),
+    Flag("kubeconfig", "operator.kubeconfig", str, "kubeconfig file (default: in-cluster)"),
+    Flag("insecure-kubeconfig-exec", "operator.insecure_kubeconfig_exec", parse_bool,
+         "allow exec credential plugins"),
+    Flag("insecure-kubeconfig-tls", "operator.insecure_kubeconfig_tls", parse_bool,
+         "allow TLS verification off"),
+    Flag("watch-all-namespaces", "operator.watch_all_namespaces", parse_bool,
+         "false: only the operator's namespace"),
+    Flag("watch-label-selector", "operator.watch_label_selector", str, "RequestClone selector"),
+    Flag("kube-api-qps", "operator.kube_api_qps", _positive_float, "API calls per second"),
+    Flag("kube-api-burst", "operator.kube_api_burst", parse_positive_int, "API call burst"),
+    Flag("concurrent", "operator.concurrent", parse_positive_int, "parallel status writes"),
+    Flag("resync-period", "operator.resync_period", parse_duration, "full re-list interval"),
+    Flag("enable-leader-election", "operator.enable_leader_election", parse_bool,
+         "elect a leader through a Lease"),
+    Flag("leader-election-lease-duration", "operator.leader_election_lease_duration",
+         parse_duration, "Lease duration"),
+    Flag("leader-election-renew-deadline", "operator.leader_election_renew_deadline",
+         parse_duration, "leader renew deadline"),
+    Flag("leader-election-retry-period", "operator.leader_election_retry_period",
+         parse_duration, "acquire/renew interval"),
+    Flag("leader-election-release-on-cancel", "operator.leader_election_release_on_cancel",
+         parse_bool, "release the Lease on shutdown"),
+    Flag("leader-election-id", "operator.leader_election_id", str, "Lease name"),
+    Flag("graceful-shutdown-timeout", "operator.graceful_shutdown_timeout", parse_duration,
+         "shutdown bound"),
 )
 SERVING = (
     Flag("metrics-addr", "metrics_addr", _opt_addr, "Prometheus metrics address"),
@@ -262,3 +336,8 @@ def _check(s: Settings) -> None:
         raise SettingsError("--min-retry-delay must not exceed --max-retry-delay")
     if d.lease <= d.delivery_timeout:
         raise SettingsError("--lease must be longer than --delivery-timeout")
+    o = s.operator
+    if not (o.leader_election_retry_period < o.leader_election_renew_deadline
+            < o.leader_election_lease_duration):
+        raise SettingsError("--leader-election-retry-period < --leader-election-renew-deadline "
+                            "< --leader-election-lease-duration must hold")

@@ -14,16 +14,26 @@ from hookfan.store import Store
 
 from .files import Rejected, backend_for, fingerprint, load
 from .model import InvalidSpec, RequestClone
+from .resolve import HOST_CLAIMED, claimed_elsewhere
 
 log = logging.getLogger(__name__)
 
 
-def file_table(clones: list[RequestClone], aliases: dict[str, str]
-               ) -> tuple[RouteTable, list[Rejected]]:
-    """The route table for file-sourced clones (version 0: the store assigns one). Pure."""
+def file_table(clones: list[RequestClone], aliases: dict[str, str],
+               host_policy: str = "namespace") -> tuple[RouteTable, list[Rejected]]:
+    """The route table for file-sourced clones (version 0: the store assigns one). Pure.
+
+    Under the ``namespace`` host policy a host belongs to the namespace of its oldest clone
+    (see :func:`hookfan.operator.resolve.claimed_elsewhere`); clones for it elsewhere are rejected.
+    """
     entries: list[tuple[str, Backend]] = []
     rejected: list[Rejected] = []
+    denied = claimed_elsewhere(clones, host_policy)
     for clone in clones:
+        if clone.key in denied:
+            rejected.append(Rejected("", clone.key, f"{HOST_CLAIMED}: host {clone.host} belongs "
+                                     f"to namespace {denied[clone.key]}"))
+            continue
         try:
             entries.append((clone.host, backend_for(clone, aliases)))
         except InvalidSpec as exc:
@@ -61,7 +71,7 @@ def run(settings: Settings, store: Store, stop: threading.Event) -> None:
         current = fingerprint(root)
         if current != seen:
             clones, rejected = load(root)
-            table, unresolved = file_table(clones, aliases)
+            table, unresolved = file_table(clones, aliases, settings.operator.host_policy)
             for r in rejected + unresolved:
                 log.error("RequestClone skipped", extra={"file": r.file, "name": r.name,
                                                          "reason": r.reason})

@@ -1,0 +1,49 @@
+"""A tiny health probe server any hookfan process can run: ``/healthz`` and ``/readyz``.
+
+``/healthz`` answers 200 while the process serves at all (liveness). ``/readyz`` answers 200
+when ``ready()`` returns true, else 503 (readiness). Anything else is 404. Runs in a daemon
+thread; :meth:`HealthServer.stop` closes the socket.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class HealthServer:
+    def __init__(self, addr: tuple[str, int], ready: Callable[[], bool],
+                 alive: Callable[[], bool] = lambda: True) -> None:
+        checks = {"/healthz": alive, "/readyz": ready}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                check = checks.get(self.path.split("?", 1)[0])
+                ok = check is not None and check()
+                code = 404 if check is None else 200 if ok else 503
+                body = b"ok\n" if ok else b"not ready\n" if check else b"not found\n"
+                self.send_response(code)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # probes every few seconds would drown the logs
+
+        self._server = ThreadingHTTPServer(addr, Handler)
+        self._server.daemon_threads = True
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> HealthServer:
+        threading.Thread(target=self._server.serve_forever, daemon=True,
+                         name="health").start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

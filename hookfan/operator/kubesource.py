@@ -1,0 +1,177 @@
+"""The operator loop for the Kubernetes source: watches feed the pure core, the leader publishes.
+
+Two :class:`~hookfan.operator.kubewatch.Watcher` threads keep caches of RequestClones and
+Services. On any change the reconciler takes a snapshot, runs
+:func:`~hookfan.operator.resolve.resolve`, and, when this replica may write (no leader election,
+or it holds the Lease), publishes the whole table in one atomic write and queues status writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+
+from hookfan.config import Settings
+from hookfan.health import HealthServer
+from hookfan.store import Store
+
+from .filesource import Publisher
+from .kubeclient import Kube, RateLimit, Scope, api_client
+from .kubestatus import StatusWriter
+from .kubewatch import Watcher
+from .leader import LeaderElector, LeaseConfig
+from .model import InvalidSpec, RequestClone, parse
+from .resolve import Invalid, Service, ServicePort, resolve
+
+log = logging.getLogger(__name__)
+
+DEBOUNCE = 0.05
+"""Changes arriving this close together are resolved once."""
+
+
+def to_clone(obj: Mapping[str, Any]) -> RequestClone | Invalid:
+    meta = obj.get("metadata") or {}
+    try:
+        return parse(dict(obj))
+    except InvalidSpec as exc:
+        return Invalid(str(meta.get("namespace") or ""), str(meta.get("name") or ""),
+                       int(meta.get("generation") or 0), str(exc))
+
+
+def to_service(obj: Mapping[str, Any]) -> Service:
+    meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+    ports = tuple(ServicePort(str(p.get("name") or ""), int(p.get("port") or 0),
+                              p.get("targetPort")) for p in spec.get("ports") or [])
+    return Service(str(meta.get("namespace") or ""), str(meta.get("name") or ""),
+                   str(spec.get("clusterIP") or ""), ports)
+
+
+class Operator:
+    def __init__(self, settings: Settings, store: Store, kube: Kube,
+                 elector_cfg: LeaseConfig | None = None) -> None:
+        o = settings.operator
+        self.settings, self.store, self.kube = settings, store, kube
+        self.dirty = threading.Event()
+        d = settings.delivery
+        self.clones = Watcher(kube, "requestclones", self.dirty.set, o.resync_period,
+                              d.min_retry_delay, d.max_retry_delay)
+        self.services = Watcher(kube, "services", self.dirty.set, o.resync_period,
+                                d.min_retry_delay, d.max_retry_delay)
+        self.elector = None if elector_cfg is None else LeaderElector(
+            kube.coordination, elector_cfg, self._leadership, kube.limit.acquire)
+        self.publisher = Publisher(store)
+        self.status = StatusWriter(kube, o.concurrent, self.may_write, self._retry_later)
+        self.synced = threading.Event()
+
+    def may_write(self) -> bool:
+        return self.elector is None or self.elector.is_leader()
+
+    def ready(self) -> bool:
+        return self.synced.is_set()
+
+    def _leadership(self, leader: bool) -> None:
+        self.publisher = Publisher(self.store)  # a new term republishes, whatever Redis holds
+        self.status.reset()
+        self.dirty.set()
+
+    def _retry_later(self) -> None:
+        t = threading.Timer(self.settings.delivery.min_retry_delay, self.dirty.set)
+        t.daemon = True
+        t.start()
+
+    def reconcile(self) -> None:
+        """One pass: snapshot, resolve, and (if allowed) publish and write statuses."""
+        if not (self.clones.synced.is_set() and self.services.synced.is_set()):
+            return
+        objs = {f"{ns}/{name}": o for (ns, name), o in self.clones.snapshot().items()}
+        services = {k: to_service(o) for k, o in self.services.snapshot().items()}
+        result = resolve([to_clone(o) for o in objs.values()], services,
+                         self.settings.operator.host_policy)
+        self.synced.set()
+        if not self.may_write():
+            return
+        try:
+            self.publisher.sync(result.table)
+        except redis.RedisError as exc:
+            log.warning("route table not published, Redis unavailable: %s", type(exc).__name__)
+            self._retry_later()
+        self.status.sync(objs, result.conditions)
+
+    def _reconcile_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.dirty.wait(self.settings.operator.resync_period)
+            if stop.wait(DEBOUNCE):
+                return
+            self.dirty.clear()
+            try:
+                self.reconcile()
+            except Exception:
+                log.exception("reconcile failed")
+                self._retry_later()
+
+    def run(self, stop: threading.Event) -> None:
+        """Run until ``stop`` is set; then stop within ``--graceful-shutdown-timeout``,
+        releasing the Lease if configured."""
+        threads = [threading.Thread(target=w.run, args=(stop,), daemon=True, name=w.kind)
+                   for w in (self.clones, self.services)]
+        threads.append(threading.Thread(target=self._reconcile_loop, args=(stop,),
+                                        daemon=True, name="reconcile"))
+        lead = None
+        if self.elector is not None:
+            lead = threading.Thread(target=self.elector.run, args=(stop,), daemon=True,
+                                    name="leader")
+            threads.append(lead)
+        for t in threads:
+            t.start()
+        stop.wait()
+        self.dirty.set()
+        if lead is not None:
+            lead.join(self.settings.operator.graceful_shutdown_timeout)
+        self.status.close()
+
+
+def own_namespace(environ: Mapping[str, str], sa_file: str) -> str:
+    """``POD_NAMESPACE``, else the service account's namespace file, else ``default``."""
+    if environ.get("POD_NAMESPACE"):
+        return environ["POD_NAMESPACE"]
+    try:
+        with open(sa_file, encoding="utf-8") as fh:
+            return fh.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def build(settings: Settings, store: Store, kubeconfig: str | None, namespace: str) -> Operator:
+    """Wire an operator from settings. Raises KubeConfigError for a refused kubeconfig."""
+    o = settings.operator
+    api = api_client(kubeconfig, o.insecure_kubeconfig_exec, o.insecure_kubeconfig_tls)
+    scope = Scope(None if o.watch_all_namespaces else namespace, o.watch_label_selector)
+    kube = Kube(api, RateLimit(o.kube_api_qps, o.kube_api_burst), scope)
+    lease = None
+    if o.enable_leader_election:
+        identity = f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        lease = LeaseConfig(namespace, o.leader_election_id, identity,
+                            o.leader_election_lease_duration, o.leader_election_renew_deadline,
+                            o.leader_election_retry_period, o.leader_election_release_on_cancel)
+    return Operator(settings, store, kube, lease)
+
+
+def run(settings: Settings, store: Store, stop: threading.Event, kubeconfig: str | None,
+        namespace: str) -> None:
+    """The ``hookfan operator`` process without ``--routes-dir``: serve health, run until
+    ``stop``."""
+    op = build(settings, store, kubeconfig, namespace)
+    health = HealthServer(settings.health_addr or ("0.0.0.0", 9557), op.ready).start()
+    log.info("operator started", extra={"namespace": op.kube.scope.namespace or "*",
+                                        "leader_election": op.elector is not None})
+    try:
+        op.run(stop)
+    finally:
+        health.stop()

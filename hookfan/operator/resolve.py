@@ -1,0 +1,167 @@
+"""The operator's pure core: (RequestClones, Services) -> (route table, Ready conditions).
+
+No I/O here. The Kubernetes watch loops feed :func:`resolve` a snapshot of their caches and
+publish what it returns: the whole table in one write, and one condition per RequestClone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from hookfan.routes import Backend, RouteTable, build_table, normalize_host
+
+from .model import RequestClone
+
+READY = "ServiceBackendReady"
+SERVICE_NOT_FOUND = "ServiceNotFound"
+PORT_NOT_FOUND = "ServicePortNotFound"
+INVALID_SPEC = "InvalidSpec"
+HOST_CLAIMED = "HostClaimedByOtherNamespace"
+
+HOST_POLICIES = ("namespace", "shared")
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    name: str
+    port: int
+    target_port: int | str | None = None
+
+
+@dataclass(frozen=True)
+class Service:
+    namespace: str
+    name: str
+    cluster_ip: str
+    """``""`` or ``"None"`` for a headless Service."""
+    ports: tuple[ServicePort, ...] = ()
+
+    @property
+    def headless(self) -> bool:
+        return self.cluster_ip in ("", "None")
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """A RequestClone object that does not match the CRD schema."""
+
+    namespace: str
+    name: str
+    generation: int
+    message: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """The ``Ready`` condition one RequestClone should carry."""
+
+    ready: bool
+    reason: str
+    message: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class Resolution:
+    table: RouteTable
+    """Version 0: the store assigns the published version."""
+    conditions: Mapping[str, Condition]
+    """``namespace/name`` -> condition, one per RequestClone given (valid or not)."""
+
+
+def _age(clone: RequestClone) -> tuple[str, str, str]:
+    # RFC 3339 timestamps in UTC sort as text; an empty one (a file) sorts first, then by name.
+    return (clone.created, clone.name, clone.namespace)
+
+
+def host_owners(clones: Iterable[RequestClone]) -> dict[str, str]:
+    """Normalised host -> the namespace of its oldest RequestClone (creationTimestamp, then
+    name). Readiness does not matter: a claim holds while the oldest RequestClone exists."""
+    oldest: dict[str, RequestClone] = {}
+    for clone in clones:
+        host = normalize_host(clone.host)
+        if host not in oldest or _age(clone) < _age(oldest[host]):
+            oldest[host] = clone
+    return {host: clone.namespace for host, clone in oldest.items()}
+
+
+def claimed_elsewhere(clones: Iterable[RequestClone], policy: str) -> dict[str, str]:
+    """``namespace/name`` -> owning namespace, for each RequestClone whose host another
+    namespace owns. Always empty under the ``shared`` policy."""
+    if policy == "shared":
+        return {}
+    clones = list(clones)
+    owners = host_owners(clones)
+    return {c.key: owners[normalize_host(c.host)] for c in clones
+            if owners[normalize_host(c.host)] != c.namespace}
+
+
+def _port(service: Service, wanted: int | str) -> int | None:
+    """The port to dial for ``wanted`` (a port name or number), or None if the Service has none.
+    A headless Service is dialled on the Pods directly, so its numeric targetPort wins."""
+    if isinstance(wanted, int) and not service.ports:
+        return wanted
+    for p in service.ports:
+        if p.name == wanted or p.port == wanted:
+            if service.headless and isinstance(p.target_port, int):
+                return p.target_port
+            return p.port
+    return None
+
+
+def backend_condition(clone: RequestClone, services: Mapping[tuple[str, str], Service]
+                      ) -> tuple[Backend | None, Condition]:
+    """The backend for one RequestClone and its condition (not ready: no backend)."""
+    gen, ns, svc_name = clone.generation, clone.namespace, clone.service_name
+    svc = services.get((ns, svc_name))
+    if svc is None:
+        return None, Condition(False, SERVICE_NOT_FOUND, (
+            f"Service {ns}/{svc_name} not found: create it, or fix spec.backend.serviceName"), gen)
+    port = _port(svc, clone.service_port)
+    if port is None:
+        have = ", ".join(p.name or str(p.port) for p in svc.ports) or "none"
+        return None, Condition(False, PORT_NOT_FOUND, (
+            f"Service {ns}/{svc_name} has no port {clone.service_port!r} (it has: {have}): "
+            "fix spec.backend.servicePort or add the port to the Service"), gen)
+    host = f"{svc_name}.{ns}.svc" if svc.headless else svc.cluster_ip
+    if ":" in host:  # an IPv6 clusterIP
+        host = f"[{host}]"
+    url = f"http://{host}:{port}"
+    return Backend(clone.key, url), Condition(True, READY, f"delivering to {url}", gen)
+
+
+def resolve(clones: Iterable[RequestClone | Invalid],
+            services: Mapping[tuple[str, str], Service],
+            policy: str = "namespace") -> Resolution:
+    """The route table and every RequestClone's condition.
+
+    ``services`` is keyed by (namespace, name). A malformed object gets ``InvalidSpec``; under
+    the ``namespace`` policy a RequestClone whose host another namespace owns gets
+    ``HostClaimedByOtherNamespace`` and no backend; otherwise the Service decides.
+    """
+    items = list(clones)
+    valid = [c for c in items if isinstance(c, RequestClone)]
+    denied = claimed_elsewhere(valid, policy)
+    conditions: dict[str, Condition] = {}
+    entries: list[tuple[str, Backend]] = []
+    for item in items:
+        if isinstance(item, Invalid):
+            conditions[item.key] = Condition(False, INVALID_SPEC, (
+                f"{item.message}: fix the RequestClone's spec"), item.generation)
+            continue
+        if item.key in denied:
+            conditions[item.key] = Condition(False, HOST_CLAIMED, (
+                f"host {normalize_host(item.host)} belongs to namespace {denied[item.key]} "
+                "(its RequestClone is older): use another host, or run the operator with "
+                "--host-policy shared"), item.generation)
+            continue
+        backend, cond = backend_condition(item, services)
+        conditions[item.key] = cond
+        if backend is not None:
+            entries.append((item.host, backend))
+    return Resolution(build_table(entries, 0), conditions)
