@@ -56,14 +56,16 @@ def make_backend(backends: list[RecordingBackend]):  # type: ignore[no-untyped-d
     return make
 
 
-def route_file(directory: Path, host: str, targets: dict[str, str], name: str = "routes") -> Path:
-    """Write RequestClones for ``host``: one per ``serviceName: port``."""
-    docs = []
-    for service, port in targets.items():
-        docs.append(
-            "apiVersion: proxy.infra.doodle.com/v1beta1\nkind: RequestClone\n"
-            f"metadata: {{name: {service}}}\n"
-            f"spec: {{host: {host}, backend: {{serviceName: {service}, servicePort: {port}}}}}\n")
+def route_file(directory: Path, host: str, targets: list[RecordingBackend],
+               name: str = "routes") -> Path:
+    """Write one RequestClone per backend for ``host`` (serviceName 127.0.0.1, its port)."""
+    docs = [
+        "apiVersion: proxy.infra.doodle.com/v1beta1\nkind: RequestClone\n"
+        f"metadata: {{name: {name}-{b.port}}}\n"
+        f"spec: {{host: '{host}', backend: {{serviceName: 127.0.0.1, servicePort: {b.port}}}}}\n"
+        for b in targets]
     path = directory / f"{name}.yaml"
-    path.write_text("---\n".join(docs))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("---\n".join(docs))
+    tmp.rename(path)
     return path

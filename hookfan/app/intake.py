@@ -60,6 +60,50 @@ def raw_uri(environ: dict[str, Any]) -> str:
     return str(environ.get("PATH_INFO", "/")) + ("?" + query if query else "")
 
 
+def read_body(environ: dict[str, Any], limit: int) -> bytes:
+    """The whole body, or RequestEntityTooLarge past ``limit`` bytes, chunked bodies included.
+    (Werkzeug's limited stream stops at the limit without complaint for chunked bodies, which
+    would silently truncate them, as the original did.)"""
+    declared = environ.get("CONTENT_LENGTH")
+    if declared and int(declared) > limit:
+        raise RequestEntityTooLarge()
+    stream = environ["wsgi.input"]
+    if declared:
+        want = int(declared)
+    elif environ.get("wsgi.input_terminated"):
+        want = limit + 1
+    else:
+        return b""
+    parts = []
+    got = 0
+    while got < want:
+        chunk = stream.read(min(1 << 18, want - got))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    if got > limit:
+        raise RequestEntityTooLarge()
+    return b"".join(parts)
+
+
+def drain(environ: dict[str, Any], limit: int) -> None:
+    """Read and discard an unread body (up to ``limit`` bytes, within the read timeout) before
+    an early answer, so the sender finishes sending and reads the answer instead of a reset."""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return
+    left = limit
+    try:
+        while left > 0:
+            chunk = stream.read(min(65536, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+    except (OSError, ValueError):
+        return
+
+
 class Intake:
     def __init__(self, store: Store, routes: RouteCache, write_timeout: float) -> None:
         self.store = store
@@ -68,17 +112,21 @@ class Intake:
 
     def __call__(self) -> Response:
         table = self.routes.table()
+        limit = request.max_content_length or 0
         if table is None:
+            drain(request.environ, limit)
             return error(503, "no route table loaded yet; is the operator running?",
                          **{"Retry-After": RETRY_AFTER})
         host = request.headers.get("Host", "")
         backends = match(table, host)
         if not backends:
+            drain(request.environ, limit)
             return error(503, "no RequestClone matches this host")
         try:
-            body = request.get_data(cache=False)
+            body = read_body(request.environ, limit)
         except RequestEntityTooLarge:
-            return error(413, f"body exceeds the limit of {request.max_content_length} bytes")
+            drain(request.environ, 2 * limit)
+            return error(413, f"body exceeds the limit of {limit} bytes")
         except TimeoutError:
             return error(408, "request body not received in time")
         stored = StoredRequest(method=request.method, uri=raw_uri(request.environ),

@@ -35,6 +35,29 @@ def origin_form(uri: str) -> str:
     return "/" + uri if uri != "*" else "/"
 
 
+class HeaderLines(dict[str, str]):
+    """Header lines sent exactly in this order, repeats included. urllib3 sends
+    ``headers.items()`` one line each; its HTTPHeaderDict would group repeats by name, and
+    requests' dict would merge them."""
+
+    def __init__(self, lines: list[tuple[str, str]]) -> None:
+        super().__init__((n, v) for n, v in lines)
+        self.lines = lines
+
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        return list(self.lines)
+
+    def copy(self) -> HeaderLines:
+        return HeaderLines(list(self.lines))
+
+    def update(self, *args: object, **kwargs: str) -> None:  # type: ignore[override]
+        # urllib3 merges (empty) proxy headers into its copy; nothing else writes here.
+        for other in args:
+            self.lines += list(dict(other).items())  # type: ignore[call-overload]
+        self.lines += list(kwargs.items())
+        super().update(dict(self.lines))
+
+
 class Deliverer:
     """Owns an HTTP pool per process. urllib3 (requests' engine) is used directly because
     requests keeps headers in a dict, and a copy must carry repeated headers as separate lines."""
@@ -67,18 +90,21 @@ class Deliverer:
 
     def send(self, att: Attempt) -> Sent:
         req = att.request
-        headers = urllib3.HTTPHeaderDict()
-        for name, value in forward_headers(req, att.request_id, att.delivery_id, att.number):
-            headers.add(name, value)
-        for name in ("User-Agent", "Accept-Encoding"):
-            if name not in headers:
-                headers[name] = SKIP_HEADER
+        lines = forward_headers(req, att.request_id, att.delivery_id, att.number)
+        present = {n.lower() for n, _ in lines}
+        # urllib3 would add these when absent; a copy carries only what the sender sent.
+        lines += [(n, SKIP_HEADER) for n in ("User-Agent", "Accept-Encoding")
+                  if n.lower() not in present]
+        headers = HeaderLines(lines)
         had_length = any(n.lower() == "content-length" for n, _ in req.headers)
         body = req.body if (req.body or had_length) else None
         t = self.settings.delivery_timeout
         try:
-            resp = self.http.urlopen(
-                req.method, att.backend.url + origin_form(req.uri), body=body, headers=headers,
+            # The pool, not PoolManager.urlopen: that one re-parses the URL and removes dot
+            # segments, and the raw path must arrive as received.
+            pool = self.http.connection_from_url(att.backend.url)
+            resp = pool.urlopen(
+                req.method, origin_form(req.uri), body=body, headers=headers,
                 redirect=False, retries=False, timeout=urllib3.Timeout(connect=t, read=t),
                 preload_content=False, assert_same_host=False)
         except urllib3.exceptions.HTTPError as exc:

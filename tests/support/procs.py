@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -64,10 +65,8 @@ class HookfanProcess:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (a gunicorn master or Celery worker and its children)."""
         if self.proc and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
             self.proc.wait(timeout=30)
 
     def stop(self) -> None:

@@ -1,4 +1,4 @@
-"""A real redis-server on a free port, with AOF ``always``, that tests can stop, kill and restart."""
+"""A real redis-server on a free port (AOF always) that tests can stop, kill and restart."""
 
 from __future__ import annotations
 
