@@ -1,0 +1,245 @@
+"""Workload shape: hardening, probes, process flags, Redis durability, secrets kept secret."""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+import pytest
+
+from .chart import containers, find, flag, one, render, workloads
+
+HOOKFAN = ("hookfan-app", "hookfan-worker", "hookfan-operator")
+SENSITIVE = re.compile(r"PASSWORD|SECRET|TOKEN|AUTH|CREDENTIAL", re.IGNORECASE)
+
+
+def hookfan_container(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    (c,) = containers(one(docs, "Deployment", name))
+    return c
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "external-redis", "builtin-redis-with-password"])
+def test_every_container_is_hardened(rendered: dict[str, list[dict[str, Any]]],
+                                     scenario: str) -> None:
+    names = set()
+    for w in workloads(rendered[scenario]):
+        pod = w["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert isinstance(pod["securityContext"]["runAsUser"], int)
+        assert pod["securityContext"]["runAsUser"] != 0
+        for c in containers(w):
+            sc = c["securityContext"]
+            names.add(c["name"])
+            assert sc["runAsNonRoot"] is True
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"]["drop"] == ["ALL"]
+            assert "add" not in sc["capabilities"]
+    assert {"app", "worker", "operator"} <= names
+
+
+def test_tmp_is_a_writable_empty_dir(defaults: list[dict[str, Any]]) -> None:
+    for w in workloads(defaults):
+        vols = {v["name"]: v for v in w["spec"]["template"]["spec"]["volumes"]}
+        for c in containers(w):
+            if c["name"] == "exporter":
+                continue  # redis_exporter writes nothing
+            mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+            assert "emptyDir" in vols[mounts["/tmp"]], (w["metadata"]["name"], c["name"])
+
+
+@pytest.mark.parametrize("name", ["hookfan-app", "hookfan-worker"])
+def test_multiprocess_metrics_dir_is_an_empty_dir_wiped_at_start(
+        defaults: list[dict[str, Any]], name: str) -> None:
+    w = one(defaults, "Deployment", name)
+    c = hookfan_container(defaults, name)
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    path = env["PROMETHEUS_MULTIPROC_DIR"]
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == path)
+    vol = next(v for v in w["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
+    assert vol == {"name": mount["name"], "emptyDir": {}}
+    # An emptyDir outlives a container restart, so the container itself empties it, then execs.
+    script = c["command"][2]
+    assert c["command"][:2] == ["/bin/sh", "-c"]
+    assert re.search(r'find "\$PROMETHEUS_MULTIPROC_DIR" -mindepth 1 -delete && exec hookfan "\$@"',
+                     script)
+    assert c["command"][3] == "hookfan"  # $0; args follow as "$@"
+
+
+@pytest.mark.parametrize("name", HOOKFAN)
+def test_probes_hit_the_health_port(defaults: list[dict[str, Any]], name: str) -> None:
+    c = hookfan_container(defaults, name)
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports["health"] == 9557 and ports["metrics"] == 9556
+    assert flag(c, "health-addr") == ":9557" and flag(c, "metrics-addr") == ":9556"
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert c["startupProbe"]["httpGet"]["port"] == "health"
+
+
+def test_app_runs_gunicorn_workers_behind_the_intake_service(
+        defaults: list[dict[str, Any]]) -> None:
+    c = hookfan_container(defaults, "hookfan-app")
+    assert c["args"][0] == "app"
+    assert flag(c, "workers") == "4" and flag(c, "http-addr") == ":8080"
+    svc = one(defaults, "Service", "hookfan")
+    assert svc["spec"]["ports"][0]["targetPort"] == "http"
+    assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "app"
+    other = render({"app": {"workers": 9}})
+    assert flag(hookfan_container(other, "hookfan-app"), "workers") == "9"
+
+
+@pytest.mark.parametrize("timeout", [10, 45])
+def test_worker_grace_period_outlasts_the_task_time_limit(timeout: int) -> None:
+    docs = render({"delivery": {"timeoutSeconds": timeout, "leaseSeconds": timeout + 20},
+                   "worker": {"concurrency": 7}})
+    w = one(docs, "Deployment", "hookfan-worker")
+    c = hookfan_container(docs, "hookfan-worker")
+    assert flag(c, "delivery-timeout") == f"{timeout}s"
+    assert flag(c, "concurrency") == "7"
+    assert w["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 3 * timeout + 10
+
+
+def test_operator_runs_two_replicas_with_leader_election(defaults: list[dict[str, Any]]) -> None:
+    w = one(defaults, "Deployment", "hookfan-operator")
+    assert w["spec"]["replicas"] == 2
+    c = hookfan_container(defaults, "hookfan-operator")
+    assert c["args"][0] == "operator"
+    assert flag(c, "enable-leader-election") == "true"
+    assert flag(c, "watch-all-namespaces") == "true"
+
+
+def test_redis_is_durable_by_default(defaults: list[dict[str, Any]]) -> None:
+    conf = one(defaults, "ConfigMap", "hookfan-redis")["data"]["redis.conf"]
+    lines = {ln.split(None, 1)[0]: ln.split(None, 1)[1] for ln in conf.splitlines()
+             if ln.strip() and not ln.startswith("#")}
+    assert lines["appendonly"] == "yes"
+    assert lines["appendfsync"] == "always"
+    assert lines["maxmemory-policy"] == "noeviction"
+    sts = one(defaults, "StatefulSet", "hookfan-redis")
+    (redis_c, _) = containers(sts)
+    assert redis_c["args"] == ["/etc/redis/redis.conf"]
+    assert {"name": "data", "mountPath": "/data"} in redis_c["volumeMounts"]
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "8Gi"
+    assert one(defaults, "Deployment", "hookfan-worker")  # and everybody points at it:
+    for name in HOOKFAN:
+        env = {e["name"]: e.get("value") for e in hookfan_container(defaults, name)["env"]}
+        assert env["HOOKFAN_REDIS_URL"] == "redis://hookfan-redis:6379/0"
+
+
+def test_everysec_is_a_choice_but_eviction_never_is() -> None:
+    conf = one(render({"redis": {"appendfsync": "everysec"}}), "ConfigMap",
+               "hookfan-redis")["data"]["redis.conf"]
+    assert "appendfsync everysec" in conf and "maxmemory-policy noeviction" in conf
+
+
+def test_external_redis_replaces_the_builtin_one(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    docs = rendered["external-redis"]
+    assert find(docs, "StatefulSet") == [] and find(docs, "NetworkPolicy") == []
+    for name in HOOKFAN:
+        c = hookfan_container(docs, name)
+        env = {e["name"]: e for e in c["env"]}
+        assert env["HOOKFAN_REDIS_URL"]["value"] == "rediss://redis.example.internal:6380/2"
+        path = env["HOOKFAN_REDIS_PASSWORD_FILE"]["value"]
+        mount = next(m for m in c["volumeMounts"] if path.startswith(m["mountPath"] + "/"))
+        vols = one(docs, "Deployment", name)["spec"]["template"]["spec"]["volumes"]
+        vol = next(v for v in vols if v["name"] == mount["name"])
+        assert vol["secret"]["secretName"] == "redis-creds"
+        assert vol["secret"]["items"] == [{"key": "password", "path": path.rsplit("/", 1)[1]}]
+
+
+def _all_env(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for w in workloads(docs) for c in containers(w) for e in c.get("env", [])]
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "external-redis", "builtin-redis-with-password",
+                                      "flower-existing-secret"])
+def test_no_secret_value_in_plain_text_in_a_workload(
+        rendered: dict[str, list[dict[str, Any]]], scenario: str) -> None:
+    docs = rendered[scenario]
+    for e in _all_env(docs):
+        if SENSITIVE.search(e["name"]) and not e["name"].endswith("_FILE"):
+            assert "value" not in e, e
+            assert "secretKeyRef" in e["valueFrom"], e
+    for w in workloads(docs):
+        for c in containers(w):
+            for arg in c.get("args", []) + c.get("command", []):
+                assert not re.search(r"://[^/@\s]*:[^/@\s$]+@", arg), arg  # user:pass@ in a URL
+                assert "requirepass" not in arg or "$(cat " in arg, arg
+    # The Secrets the chart makes itself: their values appear nowhere in any workload.
+    text = repr([w for w in workloads(docs)])
+    for secret in find(docs, "Secret"):
+        for value in secret.get("data", {}).values():
+            plain = base64.b64decode(value).decode()
+            assert plain not in text and plain.split(":", 1)[1] not in text
+
+
+def test_flower_is_optional_authenticated_and_cluster_internal(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    assert not [d for d in rendered["flower-off"] if "flower" in d["metadata"]["name"]]
+    docs = rendered["flower-existing-secret"]
+    assert find(docs, "Secret") == []
+    (c,) = containers(one(docs, "Deployment", "hookfan-flower"))
+    assert c["command"] == ["celery"] and c["args"][:3] == ["-b", "$(REDIS_URL)", "flower"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"] == {
+        "name": "flower-creds", "key": "auth"}
+    svc = one(docs, "Service", "hookfan-flower")
+    assert svc["spec"]["type"] == "ClusterIP"
+    assert not [i for i in find(docs, "Ingress") if "flower" in repr(i)]
+
+
+def test_flower_builds_its_broker_url_from_the_secret(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    (c,) = containers(one(rendered["external-redis"], "Deployment", "hookfan-flower"))
+    env = {e["name"]: e for e in c["env"]}
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "redis-creds", "key": "password"}
+    # Kubernetes expands $(REDIS_PASSWORD) from the earlier variable at container start.
+    assert env["REDIS_URL"]["value"] == \
+        "rediss://:$(REDIS_PASSWORD)@redis.example.internal:6380/2"
+    names = [e["name"] for e in c["env"]]
+    assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL")
+
+
+@pytest.mark.parametrize("component", ["app", "worker", "operator"])
+def test_pod_disruption_budgets_cover_each_component(
+        defaults: list[dict[str, Any]], component: str) -> None:
+    pdb = one(defaults, "PodDisruptionBudget", f"hookfan-{component}")
+    dep = one(defaults, "Deployment", f"hookfan-{component}")
+    assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+
+
+def test_hpa_takes_over_replicas_for_app_and_worker(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    assert find(rendered["defaults"], "HorizontalPodAutoscaler") == []
+    docs = rendered["hpa"]
+    for component in ("app", "worker"):
+        hpa = one(docs, "HorizontalPodAutoscaler", f"hookfan-{component}")
+        assert hpa["spec"]["scaleTargetRef"]["name"] == f"hookfan-{component}"
+        assert "replicas" not in one(docs, "Deployment", f"hookfan-{component}")["spec"]
+
+
+def test_ingress_routes_every_intake_host_to_the_intake_service(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    assert find(rendered["defaults"], "Ingress") == []
+    (ing,) = find(rendered["ingress"], "Ingress")
+    (rule,) = ing["spec"]["rules"]
+    assert rule["host"] == "webhook-receiver.example.com"
+    (path,) = rule["http"]["paths"]
+    assert path["backend"]["service"] == {"name": "hookfan", "port": {"name": "http"}}
+    assert ing["spec"]["ingressClassName"] == "nginx"
+
+
+def test_metrics_service_selects_only_pods_with_a_metrics_port(
+        defaults: list[dict[str, Any]]) -> None:
+    svc = one(defaults, "Service", "hookfan-metrics")
+    selector = svc["spec"]["selector"]
+    chosen = [w for w in workloads(defaults)
+              if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()]
+    assert sorted(w["metadata"]["name"] for w in chosen) == sorted(HOOKFAN)
