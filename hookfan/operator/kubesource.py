@@ -157,6 +157,7 @@ def build(settings: Settings, store: Store, kubeconfig: str | None, namespace: s
     lease = None
     if o.enable_leader_election:
         identity = f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        api.user_agent = f"hookfan-operator/{identity}"  # audit logs show which replica wrote
         lease = LeaseConfig(namespace, o.leader_election_id, identity,
                             o.leader_election_lease_duration, o.leader_election_renew_deadline,
                             o.leader_election_retry_period, o.leader_election_release_on_cancel)

@@ -113,6 +113,7 @@ class LeaderElector:
         duration = spec.lease_duration_seconds or self.cfg.lease_duration
         expired = time.monotonic() - self._observed[1] >= duration
         if not mine and spec.holder_identity and not expired:
+            self._renewed = None  # someone else holds it: we are not the leader, now
             return False
         body = {"metadata": {"name": self.cfg.name, "namespace": self.cfg.namespace,
                              "resourceVersion": lease.metadata.resource_version},

@@ -75,6 +75,9 @@ class KubeAPI(kmock.KubernetesScaffold):
     rv: int = 1
     compacted: int = 0
     drops: int = 0
+    ends: int = 0
+    writers: list[tuple[str, str, str]] = attrs.field(factory=list)
+    """(User-Agent, method, path) of every write, to tell which client wrote."""
     watch_count: int = 0
     clock: datetime = datetime(2024, 1, 1, tzinfo=UTC)
     changed: asyncio.Condition | None = None
@@ -88,6 +91,9 @@ class KubeAPI(kmock.KubernetesScaffold):
         method = str(request.method.value).upper()
         if request.params.get("watch") in ("true", "1"):
             return await self._watch(request, plural)
+        if method != "GET":
+            self.writers.append((request.headers.get("User-Agent", ""), method,
+                                 str(request.url.path)))
         async with self.changed:
             status, body = self._serve(request, plural, method)
             self.changed.notify_all()
@@ -190,7 +196,7 @@ class KubeAPI(kmock.KubernetesScaffold):
         await resp.prepare(raw)
         timeout = float(request.params.get("timeoutSeconds") or 3600)
         loop = asyncio.get_running_loop()
-        deadline, drops = loop.time() + timeout, self.drops
+        deadline, drops, ends = loop.time() + timeout, self.drops, self.ends
         async with self.changed:
             since = int(request.params.get("resourceVersion") or 0)
             if since and since < self.compacted:
@@ -214,6 +220,8 @@ class KubeAPI(kmock.KubernetesScaffold):
                     assert raw.transport is not None
                     raw.transport.close()  # cut the connection: no clean end of the stream
                     return resp
+                if self.ends != ends:
+                    break
                 try:
                     await asyncio.wait_for(self.changed.wait(), deadline - loop.time())
                 except TimeoutError:
@@ -224,10 +232,14 @@ class KubeAPI(kmock.KubernetesScaffold):
     async def poke(self, action: str) -> None:
         assert self.changed is not None
         async with self.changed:
-            if action == "compact":
+            if action == "compact":  # as etcd compaction, then a server-side watch timeout
                 self.compacted = self.rv + 1
                 self.history.clear()
-            self.drops += 1
+                self.ends += 1
+            elif action == "end":
+                self.ends += 1
+            else:
+                self.drops += 1
             self.changed.notify_all()
 
 
@@ -261,6 +273,7 @@ class KubeServer:
 
     def stop(self) -> None:
         if self._stop is not None:
+            self._call("end")  # open watches would hold the server's shutdown up
             self.loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
 
@@ -268,7 +281,8 @@ class KubeServer:
         asyncio.run_coroutine_threadsafe(self.api.poke(action), self.loop).result(5)
 
     def compact(self) -> None:
-        """Forget the event history and cut every watch: resuming gets 410 Gone."""
+        """Forget the event history and end every watch cleanly: resuming gets 410 Gone,
+        so only a client that re-lists sees what changed since."""
         self._call("compact")
 
     def drop_watches(self) -> None:
