@@ -243,3 +243,22 @@ def test_metrics_service_selects_only_pods_with_a_metrics_port(
     chosen = [w for w in workloads(defaults)
               if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()]
     assert sorted(w["metadata"]["name"] for w in chosen) == sorted(HOOKFAN)
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "external-redis", "namespaced"])
+@pytest.mark.parametrize("name", HOOKFAN)
+def test_the_cli_accepts_every_flag_and_variable_the_chart_passes(
+        rendered: dict[str, list[dict[str, Any]]], scenario: str, name: str) -> None:
+    from hookfan import cli, config
+
+    c = hookfan_container(rendered[scenario], name)
+    try:
+        args = cli.parser().parse_args(c["args"])
+    except SystemExit:
+        pytest.fail(f"hookfan rejects the chart's args for {name}: {c['args']}")
+    flags, _, _ = cli.COMMANDS[args.command]
+    env = {e["name"]: e["value"] for e in c["env"] if e["name"].startswith("HOOKFAN_")}
+    env.pop("HOOKFAN_REDIS_PASSWORD_FILE", None)  # the file exists only in the pod
+    settings = config.build(flags, vars(args), environ=env)
+    assert settings.health_addr == ("0.0.0.0", 9557)
+    assert settings.metrics_addr == ("0.0.0.0", 9556)
