@@ -118,6 +118,12 @@ class IntakeSettings:
     """How long a client may take to send its request."""
     proxy_write_timeout: float = 10.0
     """How long a client may take to read the answer."""
+    dedupe_headers: tuple[str, ...] = ()
+    """Provider delivery-id headers (first present wins); a repeat of one within
+    ``dedupe_window`` for the same host gets the first request's 202 and no new copies.
+    Empty: de-duplication off."""
+    dedupe_window: float = 86400.0
+    """How long a provider delivery id is remembered."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,10 @@ class DeliverySettings:
     """Parallel delivery attempts per worker."""
     lease: float = 30.0
     """How long a claimed delivery is held before another worker may take it back."""
+    backend_concurrency: int = 4
+    """Attempts in flight to one backend URL across all workers; more wait their turn in the
+    schedule instead of taking a worker slot. Keep it below the total worker slots so a slow
+    backend leaves slots for the others. 0: no cap."""
 
 
 @dataclass(frozen=True)
@@ -232,6 +242,18 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def parse_names(text: str) -> tuple[str, ...]:
+    """``X-GitHub-Delivery, webhook-id`` -> ("X-GitHub-Delivery", "webhook-id"); empty: ()."""
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be 0 or more, got {text!r}")
+    return value
+
+
 def _opt_addr(text: str) -> tuple[str, int] | None:
     return None if text in ("", "0", "off") else parse_addr(text)
 
@@ -248,6 +270,9 @@ INTAKE = (
     Flag("body-size-limit", "intake.body_size_limit", parse_positive_int, "max body bytes"),
     Flag("proxy-read-timeout", "intake.proxy_read_timeout", parse_duration, "request read bound"),
     Flag("proxy-write-timeout", "intake.proxy_write_timeout", parse_duration, "answer write bound"),
+    Flag("dedupe-headers", "intake.dedupe_headers", parse_names,
+         "provider delivery-id headers to de-duplicate on, comma-separated (empty: off)"),
+    Flag("dedupe-window", "intake.dedupe_window", parse_duration, "how long ids are remembered"),
 )
 DELIVERY = (
     Flag("delivery-timeout", "delivery.delivery_timeout", parse_duration, "bound per attempt"),
@@ -256,6 +281,8 @@ DELIVERY = (
     Flag("max-retry-age", "delivery.max_retry_age", parse_duration, "dead-letter after"),
     Flag("concurrency", "delivery.concurrency", parse_positive_int, "parallel attempts"),
     Flag("lease", "delivery.lease", parse_duration, "claim lease on a delivery"),
+    Flag("backend-concurrency", "delivery.backend_concurrency", _non_negative_int,
+         "attempts in flight per backend across workers (0: no cap)"),
 )
 OPERATOR = (
     Flag("routes-dir", "operator.routes_dir", str, "directory of RequestClone YAML files"),
@@ -285,12 +312,13 @@ OPERATOR = (
     Flag("leader-election-release-on-cancel", "operator.leader_election_release_on_cancel",
          parse_bool, "release the Lease on shutdown"),
     Flag("leader-election-id", "operator.leader_election_id", str, "Lease name"),
-    Flag("graceful-shutdown-timeout", "operator.graceful_shutdown_timeout", parse_duration,
-         "shutdown bound"),
 )
 SERVING = (
     Flag("metrics-addr", "metrics_addr", _opt_addr, "Prometheus metrics address"),
     Flag("health-addr", "health_addr", _opt_addr, "health probe address"),
+    # Shared by app, worker and operator (all take SERVING); the field stays where it was.
+    Flag("graceful-shutdown-timeout", "operator.graceful_shutdown_timeout", parse_duration,
+         "shutdown bound after SIGTERM"),
 )
 
 
@@ -298,10 +326,14 @@ def env_name(flag: str) -> str:
     return ENV_PREFIX + flag.upper().replace("-", "_")
 
 
-def add_flags(parser: argparse.ArgumentParser, flags: Iterable[Flag]) -> None:
-    """Register flags; values stay strings so :func:`build` can name the flag on a bad one."""
+def add_flags(parser: argparse.ArgumentParser, flags: Iterable[Flag],
+              nested: bool = False) -> None:
+    """Register flags; values stay strings so :func:`build` can name the flag on a bad one.
+    ``nested`` flags (repeated on a sub-command) leave no default, so they never overwrite a
+    value given before the sub-command."""
     for f in flags:
-        parser.add_argument(f"--{f.name}", dest=f.name, default=None,
+        parser.add_argument(f"--{f.name}", dest=f.name,
+                            default=argparse.SUPPRESS if nested else None,
                             help=f"{f.help} (env {env_name(f.name)})")
 
 

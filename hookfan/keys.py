@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 PREFIX = "hookfan:"
 ROUTES = PREFIX + "routes"
 """The whole route table, JSON, written with :data:`ROUTES_VERSION` in one transaction."""
@@ -14,6 +16,12 @@ SCHEDULE = PREFIX + "schedule"
 """Sorted set: delivery id -> time it is due (or its claim lease runs out)."""
 DEAD = PREFIX + "dead"
 """Sorted set: dead-lettered delivery id -> time it was dead-lettered."""
+BUSY = PREFIX + "busy:"
+"""Sorted set per backend URL: delivery id -> when its running attempt's hold ends. Counts the
+attempts in flight to one backend across all workers, for ``--backend-concurrency``."""
+DEDUPE = PREFIX + "dedupe:"
+"""String per (host, provider delivery id): ``<request id>:<copies>`` of the first request,
+expiring after ``--dedupe-window``."""
 QUEUE = "hookfan.deliveries"
 """The Celery (kombu) queue of delivery attempts; kombu uses the queue name as the list key."""
 
@@ -33,3 +41,13 @@ def request_id_of(delivery_id: str) -> str:
 
 def delivery_ids(request_id: str, count: int) -> list[str]:
     return [f"{request_id}-{i}" for i in range(count)]
+
+
+def busy(backend_url: str) -> str:
+    return BUSY + backend_url
+
+
+def dedupe(host: str, header: str, value: str) -> str:
+    """The key for one provider delivery id; hashed so header values never appear in keys."""
+    digest = hashlib.sha256(f"{host}\n{header.lower()}\n{value}".encode("latin-1", "replace"))
+    return DEDUPE + digest.hexdigest()

@@ -25,13 +25,26 @@ local d = redis.call('HMGET', KEYS[1], 'g', 's', 'r', 'b', 'route', 't0')
 if not d[1] or d[1] ~= ARGV[2] or d[2] ~= 'p' then return false end
 local req = redis.call('HMGET', ARGV[4] .. d[3], 'm', 'u', 'h', 'b', 'ip', 't', 'host')
 if not req[1] then return false end
+local cap = tonumber(ARGV[6])
+if cap > 0 then
+  local bk = ARGV[7] .. d[4]
+  redis.call('ZREMRANGEBYSCORE', bk, '-inf', ARGV[5])
+  if not redis.call('ZSCORE', bk, ARGV[1]) and redis.call('ZCARD', bk) >= cap then
+    redis.call('ZADD', KEYS[2], 'XX', ARGV[8], ARGV[1])
+    return 0
+  end
+  redis.call('ZADD', bk, ARGV[3], ARGV[1])
+  redis.call('EXPIREAT', bk, math.ceil(tonumber(ARGV[3])) + 1)
+end
 redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[1])
 local a = redis.call('HINCRBY', KEYS[1], 'a', 1)
 return {d[3], d[4], d[5], d[6], tostring(a), req[1], req[2], req[3], req[4], req[5], req[6], req[7]}
 """
 
 _COMPLETE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local b = redis.call('HGET', KEYS[1], 'b')
+if not b then return 0 end
+redis.call('ZREM', ARGV[2] .. b, ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[1])
 if redis.call('HINCRBY', KEYS[3], 'n', -1) <= 0 then redis.call('DEL', KEYS[3]) end
@@ -40,6 +53,7 @@ return 1
 
 _RETRY = """
 if redis.call('HGET', KEYS[1], 'g') ~= ARGV[2] then return 0 end
+redis.call('ZREM', ARGV[6] .. redis.call('HGET', KEYS[1], 'b'), ARGV[1])
 redis.call('HSET', KEYS[1], 'e', ARGV[4], 'lt', ARGV[5])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 return 1
@@ -47,6 +61,7 @@ return 1
 
 _DEAD = """
 if redis.call('HGET', KEYS[1], 'g') ~= ARGV[2] then return 0 end
+redis.call('ZREM', ARGV[5] .. redis.call('HGET', KEYS[1], 'b'), ARGV[1])
 redis.call('HSET', KEYS[1], 's', 'd', 'e', ARGV[4], 'lt', ARGV[3])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
@@ -99,6 +114,24 @@ class Attempt:
     started: float
     """When the copy's retry age began: acceptance, or the last replay."""
     request: StoredRequest
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """:meth:`Store.begin` found the backend at its in-flight cap: the copy was re-scored to
+    ``due`` instead of taking a worker slot, and the message that asked for it is spent."""
+
+    delivery_id: str
+    due: float
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What :meth:`Store.accept_once` did: stored a new request, or found its first copy."""
+
+    request_id: str
+    deliveries: int
+    duplicate: bool
 
 
 @dataclass(frozen=True)
@@ -167,10 +200,38 @@ class Store:
         """Store the request once, one delivery record per backend, their schedule entries and
         first task messages, all in one MULTI/EXEC. Raises redis errors; nothing is half-written.
         """
+        pipe = self.r.pipeline(transaction=True)
+        ids = self._queue_accept(pipe, request_id, req, backends)
+        pipe.execute()
+        return ids
+
+    def accept_once(self, request_id: str, req: StoredRequest, backends: Sequence[Backend],
+                    dedupe_key: str, window: float) -> Accepted:
+        """As :meth:`accept`, unless ``dedupe_key`` already names a request accepted within
+        ``window`` seconds: then nothing is written and that request is returned. The check and
+        the write are one WATCH/MULTI transaction, so two identical requests racing each other
+        store one set of deliveries. Raises redis errors; nothing is half-written."""
+        with self.r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(dedupe_key)
+                    first = pipe.get(dedupe_key)
+                    if first is not None:
+                        rid, _, n = first.decode().partition(":")
+                        return Accepted(rid, int(n or 0), True)
+                    pipe.multi()
+                    ids = self._queue_accept(pipe, request_id, req, backends)
+                    pipe.set(dedupe_key, f"{request_id}:{len(ids)}", px=max(1, int(window * 1000)))
+                    pipe.execute()
+                    return Accepted(request_id, len(ids), False)
+                except redis.WatchError:
+                    continue  # another request took the key first: read what it stored
+
+    def _queue_accept(self, pipe: Any, request_id: str, req: StoredRequest,
+                      backends: Sequence[Backend]) -> list[str]:
         ids = keys.delivery_ids(request_id, len(backends))
         fields: dict[str, Any] = dict(req.to_fields())
         fields["n"] = len(backends)
-        pipe = self.r.pipeline(transaction=True)
         pipe.hset(keys.request(request_id), mapping=fields)
         for did, backend in zip(ids, backends, strict=True):
             pipe.hset(keys.delivery(did), mapping={
@@ -178,18 +239,26 @@ class Store:
                 "a": 0, "g": 1, "s": "p", "t0": repr(req.accepted)})
         pipe.zadd(keys.SCHEDULE, {did: req.accepted + self.lease for did in ids})
         pipe.lpush(keys.QUEUE, *[task_message(keys.QUEUE, did, 1) for did in ids])
-        pipe.execute()
         return ids
 
     # -- worker ------------------------------------------------------------------------------
-    def begin(self, delivery_id: str, generation: int, hold: float) -> Attempt | None:
+    def begin(self, delivery_id: str, generation: int, hold: float, cap: int = 0,
+              busy_delay: float = 1.0) -> Attempt | Deferred | None:
         """Start an attempt: holds the delivery for ``hold`` seconds and returns its data.
-        None if the message is stale (another generation owns it, or the copy already ended)."""
+        None if the message is stale (another generation owns it, or the copy already ended).
+
+        With ``cap`` > 0, at most ``cap`` attempts run against one backend URL across all
+        workers (counted in ``hookfan:busy:<url>``, each entry expiring with its hold so a
+        killed worker frees its slot). Over the cap the copy is re-scored ``busy_delay`` seconds
+        ahead and :class:`Deferred` is returned, so a slow backend cannot occupy every slot."""
         now = time.time()
         res = self._begin(keys=[keys.delivery(delivery_id), keys.SCHEDULE],
-                          args=[delivery_id, generation, now + hold, keys.REQUEST])
-        if not res:
+                          args=[delivery_id, generation, now + hold, keys.REQUEST, now, cap,
+                                keys.BUSY, now + busy_delay])
+        if res is None:
             return None
+        if res == 0:
+            return Deferred(delivery_id, now + busy_delay)
         rid, url, route, t0, num, m, u, h, b, ip, t, host = res
         req = StoredRequest.from_fields({b"m": m, b"u": u, b"h": h, b"b": b, b"ip": ip, b"t": t,
                                          b"host": host})
@@ -200,15 +269,17 @@ class Store:
         """The copy was delivered: remove it, and the body once no other copy needs it."""
         rid = keys.request_id_of(delivery_id)
         return bool(self._complete(keys=[keys.delivery(delivery_id), keys.SCHEDULE,
-                                         keys.request(rid)], args=[delivery_id]))
+                                         keys.request(rid)], args=[delivery_id, keys.BUSY]))
 
     def retry(self, delivery_id: str, generation: int, due: float, error: str) -> bool:
         return bool(self._retry(keys=[keys.delivery(delivery_id), keys.SCHEDULE],
-                                args=[delivery_id, generation, due, error, time.time()]))
+                                args=[delivery_id, generation, due, error, time.time(),
+                                      keys.BUSY]))
 
     def dead_letter(self, delivery_id: str, generation: int, error: str) -> bool:
         return bool(self._dead(keys=[keys.delivery(delivery_id), keys.SCHEDULE, keys.DEAD],
-                               args=[delivery_id, generation, time.time(), error]))
+                               args=[delivery_id, generation, time.time(), error,
+                                     keys.BUSY]))
 
     def claim_due(self, limit: int = 500) -> list[tuple[str, int]]:
         """Deliveries due now (or whose lease ran out), each held for the lease and given a new

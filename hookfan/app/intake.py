@@ -12,8 +12,9 @@ import redis
 from flask import Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from hookfan import keys
 from hookfan.envelope import REQUEST_HEADER, StoredRequest
-from hookfan.routes import match
+from hookfan.routes import Backend, match, normalize_host
 from hookfan.store import Store
 
 from .routecache import RouteCache
@@ -104,11 +105,26 @@ def drain(environ: dict[str, Any], limit: int) -> None:
         return
 
 
+def dedupe_key(names: tuple[str, ...], headers: tuple[tuple[str, str], ...],
+               host: str) -> str | None:
+    """The de-duplication key of a request: the first of ``names`` (case-insensitive) it
+    carries, with its value and the normalised host; None when it carries none of them."""
+    present = {n.lower(): v for n, v in reversed(headers)}
+    for name in names:
+        value = present.get(name.lower())
+        if value:
+            return keys.dedupe(normalize_host(host), name, value)
+    return None
+
+
 class Intake:
-    def __init__(self, store: Store, routes: RouteCache, write_timeout: float) -> None:
+    def __init__(self, store: Store, routes: RouteCache, write_timeout: float,
+                 dedupe_headers: tuple[str, ...] = (), dedupe_window: float = 86400.0) -> None:
         self.store = store
         self.routes = routes
         self.write_timeout = write_timeout
+        self.dedupe_headers = dedupe_headers
+        self.dedupe_window = dedupe_window
 
     def __call__(self) -> Response:
         table = self.routes.table()
@@ -134,14 +150,27 @@ class Intake:
                                client=request.remote_addr or "", accepted=time.time(), host=host)
         request_id = os.urandom(16).hex()
         try:
-            ids = self.store.accept(request_id, stored, backends)
+            request_id, copies = self._store(request_id, stored, backends)
         except redis.RedisError as exc:
             log.error("request not stored, answered 503: %s", type(exc).__name__)
             return error(503, "storage unavailable, retry later", **{"Retry-After": RETRY_AFTER})
         sock = request.environ.get("gunicorn.socket")
         if sock is not None:
             sock.settimeout(self.write_timeout)
-        resp = jsonify(id=request_id, deliveries=len(ids))
+        resp = jsonify(id=request_id, deliveries=copies)
         resp.status_code = 202
         resp.headers[REQUEST_HEADER] = request_id
         return resp
+
+    def _store(self, request_id: str, stored: StoredRequest,
+               backends: tuple[Backend, ...]) -> tuple[str, int]:
+        """(request id, copies) of the stored request; a repeat of a provider delivery id
+        within the window returns the first request's instead of storing anything."""
+        key = dedupe_key(self.dedupe_headers, stored.headers, stored.host)
+        if key is None:
+            return request_id, len(self.store.accept(request_id, stored, backends))
+        done = self.store.accept_once(request_id, stored, backends, key, self.dedupe_window)
+        if done.duplicate:
+            log.info("duplicate provider delivery id, nothing stored",
+                     extra={"request_id": done.request_id})
+        return done.request_id, done.deliveries

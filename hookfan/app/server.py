@@ -8,6 +8,7 @@ on each client socket so a slow client gets dropped instead of holding a worker.
 from __future__ import annotations
 
 import logging
+import math
 import socket
 from typing import Any
 
@@ -17,7 +18,7 @@ from gunicorn.workers.sync import SyncWorker
 from hookfan.config import Settings
 
 from . import create_app
-from .intake import RAW_HEADERS
+from .intake import RAW_HEADERS, Intake
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ class IntakeServer(BaseApplication):  # type: ignore[misc]
             # The arbiter kills a worker stuck longer than this: the last line against a client
             # that trickles its headers.
             "timeout": int(s.proxy_read_timeout + s.proxy_write_timeout) + 5,
-            "graceful_timeout": 30,
+            # SIGTERM: stop accepting, finish in-flight requests for at most this long.
+            "graceful_timeout": math.ceil(self.settings.operator.graceful_shutdown_timeout),
             "limit_request_fields": 200,
             "limit_request_field_size": 16384,
             "accesslog": None,
@@ -81,7 +83,13 @@ class IntakeServer(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        return create_app(self.settings)
+        app = create_app(self.settings)
+        s = self.settings.intake
+        # create_app builds the view without de-duplication; switch it on from the flags here.
+        intake = app.view_functions["intake"]
+        assert isinstance(intake, Intake)
+        intake.dedupe_headers, intake.dedupe_window = s.dedupe_headers, s.dedupe_window
+        return app
 
 
 def run(settings: Settings) -> None:

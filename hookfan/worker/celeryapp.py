@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from typing import Any
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 
 from hookfan import keys
 from hookfan.config import Settings
@@ -68,12 +71,43 @@ class PromoterStep(bootsteps.StartStopStep):  # type: ignore[misc]
         self.promoter.stop()
 
 
+class ShutdownStep(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Bounds a warm shutdown by ``--graceful-shutdown-timeout``.
+
+    SIGTERM starts Celery's warm shutdown: no new messages, running attempts finish (each is
+    bounded by ``--delivery-timeout``). If some still run when the timeout ends, a SIGQUIT
+    turns it into a cold shutdown, which cancels them and gives their messages back to the
+    queue (``acks_late``); the message keeps its generation, so another worker runs the
+    attempt at once instead of waiting for the hold to expire."""
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        settings: Settings = worker.app.hookfan_settings
+        self.timeout = settings.operator.graceful_shutdown_timeout
+        self.timer: threading.Timer | None = None
+        super().__init__(worker, **kwargs)
+
+    def start(self, worker: Any) -> None:
+        signals.worker_shutting_down.connect(self._arm, weak=False)
+
+    def _arm(self, sig: str = "", how: str = "", **_: Any) -> None:
+        if how != "Warm" or self.timer is not None:
+            return
+        pid = os.getpid()
+        self.timer = threading.Timer(self.timeout, os.kill, (pid, signal.SIGQUIT))
+        self.timer.daemon = True
+        self.timer.start()
+
+    def stop(self, worker: Any) -> None:
+        signals.worker_shutting_down.disconnect(self._arm)
+
+
 def make_celery(settings: Settings) -> Celery:
     app = Celery("hookfan", set_as_current=False)
     app.conf.update(celery_config(settings))
     app.hookfan_settings = settings
     install(app, settings)
     app.steps["worker"].add(PromoterStep)
+    app.steps["worker"].add(ShutdownStep)
     return app
 
 

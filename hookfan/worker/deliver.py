@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 from dataclasses import dataclass
 
@@ -12,7 +13,7 @@ from urllib3.util import SKIP_HEADER
 from hookfan.config import DeliverySettings
 from hookfan.envelope import forward_headers
 from hookfan.policy import Outcome, classify, next_step, parse_retry_after
-from hookfan.store import Attempt, Store
+from hookfan.store import Attempt, Deferred, Store
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class HeaderLines(dict[str, str]):
     def copy(self) -> HeaderLines:
         return HeaderLines(list(self.lines))
 
-    def update(self, *args: object, **kwargs: str) -> None:  # type: ignore[override]
+    def update(self, *args: object, **kwargs: str) -> None:
         # urllib3 merges (empty) proxy headers into its copy; nothing else writes here.
         for other in args:
             self.lines += list(dict(other).items())  # type: ignore[call-overload]
@@ -68,11 +69,20 @@ class Deliverer:
         self.http = urllib3.PoolManager(num_pools=64, maxsize=4, retries=False)
 
     def attempt(self, delivery_id: str, generation: int) -> str:
-        """Make one attempt; returns the outcome kind, or ``stale`` for a superseded message."""
+        """Make one attempt; returns the outcome kind, ``stale`` for a superseded message, or
+        ``deferred`` when the backend already has ``--backend-concurrency`` attempts in flight."""
         s = self.settings
-        att = self.store.begin(delivery_id, generation, hold=2 * s.delivery_timeout + 5)
+        # A deferred copy waits about as long as a running attempt may take, jittered so
+        # deferred copies do not all come back at once.
+        att = self.store.begin(delivery_id, generation, hold=2 * s.delivery_timeout + 5,
+                               cap=s.backend_concurrency,
+                               busy_delay=random.uniform(0.5, 1.0) * s.delivery_timeout)
         if att is None:
             return "stale"
+        if isinstance(att, Deferred):
+            log.debug("attempt deferred: backend at its in-flight cap",
+                      extra={"delivery_id": delivery_id})
+            return "deferred"
         sent = self.send(att)
         outcome = classify(sent.status, sent.error)
         if outcome.kind == "delivered":
