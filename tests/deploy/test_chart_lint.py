@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import helm_python
@@ -63,3 +64,24 @@ def test_inconsistent_values_fail_with_a_message_naming_the_fix(
         values: dict[str, Any], message: str) -> None:
     with pytest.raises(helm_python.HelmRenderError, match=message):
         render(values)
+
+
+def _leaf_keys(node: dict[str, Any], prefix: str = "") -> set[str]:
+    keys = set()
+    for k, v in node.items():
+        path = f"{prefix}{k}"
+        keys.add(path)
+        if isinstance(v, dict) and v:
+            keys |= _leaf_keys(v, path + ".")
+    return keys
+
+
+def test_readme_values_table_documents_every_value() -> None:
+    readme = (CHART / "README.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `([^`]+)` \|", readme, re.MULTILINE))
+    keys = _leaf_keys(chart().values)
+    # A documented key covers everything beneath it (free-form maps such as resources).
+    missing = {k for k in keys
+               if not any(k == d or k.startswith(d + ".") for d in documented)}
+    assert missing == set()
+    assert documented <= keys  # and nothing stale is documented

@@ -16,7 +16,7 @@ import kubernetes_validate
 import pytest
 from kubernetes_validate.utils import all_versions, major_minor
 
-from .chart import SCENARIOS, crds, kube_version_floor
+from .chart import crds, kube_version_floor
 
 SKIPPED_KINDS = {"PodMonitor", "PrometheusRule"}
 
