@@ -272,7 +272,8 @@ class KubeServer:
         return self
 
     def stop(self) -> None:
-        if self._stop is not None:
+        """Stop serving (idempotent)."""
+        if self._stop is not None and self._thread.is_alive():
             self._call("end")  # open watches would hold the server's shutdown up
             self.loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
