@@ -66,22 +66,23 @@ def test_inconsistent_values_fail_with_a_message_naming_the_fix(
         render(values)
 
 
-def _leaf_keys(node: dict[str, Any], prefix: str = "") -> set[str]:
-    keys = set()
+def _keys(node: dict[str, Any], prefix: str = "") -> dict[str, bool]:
+    """Every dotted key in ``node`` -> whether it is a leaf."""
+    keys: dict[str, bool] = {}
     for k, v in node.items():
         path = f"{prefix}{k}"
-        keys.add(path)
-        if isinstance(v, dict) and v:
-            keys |= _leaf_keys(v, path + ".")
+        keys[path] = not (isinstance(v, dict) and v)
+        if not keys[path]:
+            keys |= _keys(v, path + ".")
     return keys
 
 
 def test_readme_values_table_documents_every_value() -> None:
     readme = (CHART / "README.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"^\| `([^`]+)` \|", readme, re.MULTILINE))
-    keys = _leaf_keys(chart().values)
+    keys = _keys(chart().values)
     # A documented key covers everything beneath it (free-form maps such as resources).
-    missing = {k for k in keys
-               if not any(k == d or k.startswith(d + ".") for d in documented)}
+    missing = {k for k, leaf in keys.items() if leaf
+               and not any(k == d or k.startswith(d + ".") for d in documented)}
     assert missing == set()
     assert documented <= keys  # and nothing stale is documented
