@@ -95,14 +95,17 @@ def _routes(settings: Settings, args: argparse.Namespace) -> int:
 def _dl_setup(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True)
     ls = sub.add_parser("list", help="list dead letters (no bodies)")
+    config.add_flags(ls, COMMON, nested=True)
     ls.add_argument("--output", choices=("table", "json"), default="table")
     show = sub.add_parser("show", help="show one dead letter")
     show.add_argument("id")
+    config.add_flags(show, COMMON, nested=True)
     show.add_argument("--body", action="store_true", help="also print the body (sensitive)")
     for action in ("replay", "purge"):
         a = sub.add_parser(action, help=f"{action} one dead letter, or all with --all")
         a.add_argument("id", nargs="?")
         a.add_argument("--all", action="store_true")
+        config.add_flags(a, COMMON, nested=True)
 
 
 def _when(ts: float) -> str:

@@ -73,7 +73,7 @@ def run(settings: Settings, store: Store, stop: threading.Event) -> None:
             clones, rejected = load(root)
             table, unresolved = file_table(clones, aliases, settings.operator.host_policy)
             for r in rejected + unresolved:
-                log.error("RequestClone skipped", extra={"file": r.file, "name": r.name,
+                log.error("RequestClone skipped", extra={"file": r.file, "requestclone": r.name,
                                                          "reason": r.reason})
             seen = current
         try:
