@@ -8,7 +8,7 @@ from typing import Any
 import helm_python
 import pytest
 
-from .chart import CHART, SCENARIOS, chart, render
+from .chart import CHART, SCENARIOS, chart, render, render_raw
 
 
 def _problems(report: dict[str, Any]) -> list[str]:
@@ -86,3 +86,13 @@ def test_readme_values_table_documents_every_value() -> None:
                and not any(k == d or k.startswith(d + ".") for d in documented)}
     assert missing == set()
     assert documented <= set(keys)  # and nothing stale is documented
+
+
+def test_notes_tell_where_webhooks_go_and_how_to_reach_flower() -> None:
+    notes = render_raw()["hookfan/templates/NOTES.txt"]
+    assert "hookfan.hookfan.svc:80" in notes
+    assert "port-forward svc/hookfan-flower 5555" in notes
+    off = render_raw({"flower": {"enabled": False}, "redis": {"persistence": {"enabled": False}}})
+    notes_off = off["hookfan/templates/NOTES.txt"]
+    assert "flower" not in notes_off.lower()
+    assert "NO persistent volume" in notes_off
