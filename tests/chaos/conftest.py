@@ -71,7 +71,10 @@ def chaos_stack(chaos_redis: RedisProcess, tmp_path: Path
         routes = tmp_path / "routes"
         routes.mkdir(exist_ok=True)
         route_file(routes, host, targets)
-        stack = Stack(chaos_redis.url, routes, tmp_path / "logs", worker_args=worker_args)
+        # Retries capped at 5 s: a down backend's copies come back often enough to show the
+        # drain, without flooding the queue with attempts that are bound to fail.
+        args = ["--max-retry-delay", "5s", *(worker_args or [])]
+        stack = Stack(chaos_redis.url, routes, tmp_path / "logs", worker_args=args)
         stack.start_operator()
         stack.start_app()
         for i in range(workers):

@@ -28,7 +28,7 @@ class Sender:
     url: str
     host: str
     threads: int = 2
-    pace: float = 0.01
+    pace: float = 0.1
     """Pause between one thread's requests: keeps the load steady rather than maximal."""
     retry_cut: bool = True
     prefix: str = "m"
@@ -103,7 +103,7 @@ class Tally:
 
 
 def wait_delivered(backends: Iterable[RecordingBackend], owed: set[str],
-                   timeout: float = 90.0) -> None:
+                   timeout: float = 150.0) -> None:
     """Wait until every backend holds a copy of every owed marker; on timeout, return anyway
     so the tally reports what is missing instead of a bare timeout."""
     for b in backends:

@@ -107,7 +107,7 @@ def test_gunicorn_worker_kill_9_under_load_delivers_every_202(chaos_stack, make_
     host = "killapp.example.com"
     stack, _ = chaos_stack(host, [a, b])
     started = time.monotonic()
-    sender = Sender(stack.url, host, threads=4, pace=0.0).start()
+    sender = Sender(stack.url, host, threads=4, pace=0.05).start()
     sender.wait_accepted(20)
     rng = random.Random()
 
