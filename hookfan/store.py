@@ -205,6 +205,15 @@ class Store:
         pipe.execute()
         return ids
 
+    def accept_batch(self, entries: Sequence[tuple[str, StoredRequest, Sequence[Backend]]]
+                     ) -> None:
+        """:meth:`accept` for many requests in one MULTI/EXEC (bulk loads: benchmarks, the
+        backlog test). All or nothing, like :meth:`accept`."""
+        pipe = self.r.pipeline(transaction=True)
+        for request_id, req, backends in entries:
+            self._queue_accept(pipe, request_id, req, backends)
+        pipe.execute()
+
     def accept_once(self, request_id: str, req: StoredRequest, backends: Sequence[Backend],
                     dedupe_key: str, window: float) -> Accepted:
         """As :meth:`accept`, unless ``dedupe_key`` already names a request accepted within

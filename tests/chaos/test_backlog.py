@@ -1,0 +1,102 @@
+"""Backlog: 20,000 copies pile up for a dead backend; memory stays bounded and they drain.
+
+The 20,000 requests are written through ``Store.accept_batch`` (the same writes as the intake's
+``Store.accept``, 500 requests per MULTI/EXEC) rather than over HTTP, to pile them up quickly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from hookfan.devstack import free_port
+from hookfan.envelope import StoredRequest
+from hookfan.routes import match
+from hookfan.store import Store, connect
+from tests.chaos.harness import Sender, tally, wait_delivered
+from tests.support.backends import RecordingBackend
+from tests.support.procs import HookfanProcess, wait_until
+
+pytestmark = pytest.mark.chaos
+
+COPIES = int(os.environ.get("HOOKFAN_CHAOS_BACKLOG", "20000"))
+PAD = 1000
+OVERHEAD_LIMIT = 2048
+"""Bytes of Redis memory per pending copy beyond its body (record, schedule entry, and its
+first task message while that waits in the queue)."""
+
+
+def rss(p: HookfanProcess) -> int:
+    """Resident bytes of a worker: main process and pool children."""
+    total = 0
+    for pid in [p.pid, *p.children()]:
+        try:
+            with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+                total += next(int(line.split()[1]) for line in fh if line.startswith("VmRSS"))
+        except (OSError, StopIteration):
+            continue
+    return total * 1024
+
+
+def pile(store: Store, host: str, count: int) -> tuple[set[str], int]:
+    """Accept ``count`` requests for ``host``; their markers and total body bytes."""
+    table = store.load_routes()
+    assert table is not None
+    targets = match(table, host)
+    markers, size = set(), 0
+    for start in range(0, count, 500):
+        batch = []
+        for i in range(start, min(start + 500, count)):
+            body = json.dumps({"marker": f"b{i}", "pad": "x" * PAD}).encode()
+            size += len(body)
+            markers.add(f"b{i}")
+            req = StoredRequest("POST", "/", (("Content-Type", "application/json"),), body,
+                                "127.0.0.1", time.time(), host)
+            batch.append((os.urandom(16).hex(), req, targets))
+        store.accept_batch(batch)
+    return markers, size
+
+
+def test_backlog_of_20000_stays_bounded_and_drains(chaos_stack, chaos_redis, backends):
+    port, host = free_port(), "backlog.example.com"
+    warm = RecordingBackend(port=port).start()
+    backends.append(warm)
+    stack, _ = chaos_stack(host, [warm], worker_args=["--concurrency", "4"])
+    worker = stack.procs["worker"]
+    probe = Sender(stack.url, host, retry_cut=False)
+    wait_until(lambda: probe.send_one("warm") == 202, what="route live")
+    for i in range(40):  # every pool child has loaded its code and opened its pools
+        probe.send_one(f"w{i}")
+    warm.wait_for(41)
+    warm.stop()
+    idle = rss(worker)
+    r = chaos_redis.client()
+    wait_until(lambda: r.zcard("hookfan:schedule") == 0, what="warm-up copies settled")
+    base = int(r.info("memory")["used_memory"])
+    started = time.monotonic()
+    store = Store(connect(chaos_redis.url), lease=5.0)
+    markers, body_bytes = pile(store, host, COPIES)
+    piled = int(r.info("memory")["used_memory"]) - base
+    overhead = (piled - body_bytes) / COPIES
+    peak = idle
+    # While the first attempts fail and the backlog cycles through retries:
+    for _ in range(40):
+        peak = max(peak, rss(worker))
+        time.sleep(0.5)  # a sampling interval, not a synchronisation
+    after = int(r.info("memory")["used_memory"]) - base
+    print(f"backlog {COPIES}: worker RSS idle {idle >> 20} MiB, peak {peak >> 20} MiB; Redis "
+          f"+{piled >> 20} MiB after pile-up ({body_bytes >> 20} MiB bodies, "
+          f"{overhead:.0f} B/copy overhead), +{after >> 20} MiB 20 s later")
+    assert peak <= 1.2 * idle
+    assert overhead <= OVERHEAD_LIMIT
+    assert after <= piled
+    back = RecordingBackend(port=port).start()
+    backends.append(back)
+    probe.accepted = markers
+    probe.sent = COPIES
+    wait_delivered([back], markers, timeout=400)
+    rows = tally("backlog 20k, dead backend", probe, {"backend": [back]}, started)
+    assert rows[0].lost == 0 and rows[0].duplicates <= 2 * 4  # faults x in-flight window
