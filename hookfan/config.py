@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 ENV_PREFIX = "HOOKFAN_"
 
@@ -93,17 +93,42 @@ class RedisSettings:
     """Where requests, deliveries, the schedule and the route table live."""
     password_file: str | None = None
     """A file holding the Redis password (a mounted Kubernetes Secret); overrides the URL's."""
+    tls_ca_file: str | None = None
+    """``rediss://`` only: CA bundle (PEM) that signed the server's certificate; default: the
+    system's CAs. The server's certificate is always verified."""
+    tls_cert_file: str | None = None
+    """``rediss://`` only: client certificate (PEM), for a Redis with ``tls-auth-clients yes``."""
+    tls_key_file: str | None = None
+    """``rediss://`` only: the client certificate's private key (PEM)."""
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "rediss"
 
     def client_url(self) -> str:
-        """The URL with the password from ``password_file`` filled in, if one is set."""
+        """The URL with the password from ``password_file`` filled in, if one is set. The
+        password is percent-encoded, so any character a Secret holds survives; redis-py and
+        kombu decode it. The result holds the password: never print it, use :func:`mask_url`."""
         if not self.password_file:
             return self.url
         with open(self.password_file, encoding="utf-8") as fh:
-            password = fh.read().strip()
+            password = quote(fh.read().strip(), safe="")
         parts = urlsplit(self.url)
-        host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+        hostname = parts.hostname or ""
+        if ":" in hostname:
+            hostname = f"[{hostname}]"
+        host = hostname + (f":{parts.port}" if parts.port else "")
         netloc = f"{parts.username or ''}:{password}@{host}"
         return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    def ssl_options(self) -> dict[str, str]:
+        """redis-py's TLS keyword arguments (``ssl_ca_certs``, ``ssl_certfile``,
+        ``ssl_keyfile``) for the files given; empty for a plain ``redis://`` URL."""
+        if not self.tls:
+            return {}
+        given = {"ssl_ca_certs": self.tls_ca_file, "ssl_certfile": self.tls_cert_file,
+                 "ssl_keyfile": self.tls_key_file}
+        return {k: v for k, v in given.items() if v}
 
 
 @dataclass(frozen=True)
@@ -261,6 +286,9 @@ def _opt_addr(text: str) -> tuple[str, int] | None:
 COMMON = (
     Flag("redis-url", "redis.url", parse_redis_url, "Redis URL (redis://, rediss://)"),
     Flag("redis-password-file", "redis.password_file", str, "file holding the Redis password"),
+    Flag("redis-tls-ca-file", "redis.tls_ca_file", str, "CA bundle for a rediss:// server"),
+    Flag("redis-tls-cert-file", "redis.tls_cert_file", str, "client certificate for rediss://"),
+    Flag("redis-tls-key-file", "redis.tls_key_file", str, "client key for rediss://"),
     Flag("log-level", "log.level", _level, "trace, debug, info or error"),
     Flag("log-encoding", "log.encoding", _encoding, "json or console"),
 )
@@ -362,7 +390,23 @@ def build(flags: Iterable[Flag], given: Mapping[str, str | None],
     return dataclasses.replace(settings, **changes, **top)
 
 
+def _check_redis(r: RedisSettings) -> None:
+    files = {"--redis-tls-ca-file": r.tls_ca_file, "--redis-tls-cert-file": r.tls_cert_file,
+             "--redis-tls-key-file": r.tls_key_file, "--redis-password-file": r.password_file}
+    given = [flag for flag, path in files.items() if path and "tls" in flag]
+    if given and not r.tls:
+        raise SettingsError(f"{given[0]} needs a rediss:// --redis-url (TLS); the URL given "
+                            f"is {mask_url(r.url)!r}")
+    if bool(r.tls_cert_file) != bool(r.tls_key_file):
+        raise SettingsError("--redis-tls-cert-file and --redis-tls-key-file go together: "
+                            "give both or neither")
+    for flag, path in files.items():
+        if path and not os.path.isfile(path):
+            raise SettingsError(f"{flag}: no such file {path!r}")
+
+
 def _check(s: Settings) -> None:
+    _check_redis(s.redis)
     d = s.delivery
     if d.min_retry_delay > d.max_retry_delay:
         raise SettingsError("--min-retry-delay must not exceed --max-retry-delay")

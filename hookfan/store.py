@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from hookfan import keys
+from hookfan.config import RedisSettings
 from hookfan.envelope import StoredRequest
 from hookfan.routes import Backend, RouteTable
 from hookfan.taskmsg import task_message
@@ -156,10 +157,17 @@ class DeadLetter:
                 "path": self.uri.split("?", 1)[0], "body_bytes": self.body_size}
 
 
-def connect(url: str, timeout: float = 1.5) -> redis.Redis:
-    """A client that fails fast: the intake must answer 503 within 2 s when Redis is gone."""
+def connect(target: str | RedisSettings, timeout: float = 1.5) -> redis.Redis:
+    """A client that fails fast: the intake must answer 503 within 2 s when Redis is gone.
+
+    ``target`` is a URL, or the settings, whose password file and TLS files are then used
+    (:meth:`RedisSettings.client_url`, :meth:`RedisSettings.ssl_options`)."""
+    if isinstance(target, RedisSettings):
+        url, tls = target.client_url(), target.ssl_options()
+    else:
+        url, tls = target, {}
     return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
-                                health_check_interval=10)
+                                health_check_interval=10, **tls)
 
 
 class Store:

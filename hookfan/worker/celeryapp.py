@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import threading
 from typing import Any
 
@@ -18,10 +19,20 @@ from .deliver import Deliverer
 from .promoter import Promoter
 
 
+def broker_ssl(settings: Settings) -> dict[str, Any] | None:
+    """kombu's ``broker_use_ssl`` for a ``rediss://`` URL: the server's certificate is always
+    verified (against ``--redis-tls-ca-file`` or the system's CAs); None for ``redis://``."""
+    options = settings.redis.ssl_options()
+    if not settings.redis.tls:
+        return None
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED, **options}
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Broker settings shared by the worker, Flower and tests."""
     return {
         "broker_url": settings.redis.client_url(),
+        "broker_use_ssl": broker_ssl(settings),
         "broker_connection_retry_on_startup": True,
         "task_default_queue": keys.QUEUE,
         # A message is acked after its attempt; a pool child killed mid-attempt gives it back.
@@ -44,7 +55,7 @@ def install(app: Celery, settings: Settings) -> None:
 
     def deliverer() -> Deliverer:
         if "d" not in holder:
-            store = Store(connect(settings.redis.client_url(), timeout=5), settings.delivery.lease)
+            store = Store(connect(settings.redis, timeout=5), settings.delivery.lease)
             holder["d"] = Deliverer(store, settings.delivery)
         return holder["d"]
 
@@ -60,7 +71,7 @@ class PromoterStep(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         settings: Settings = worker.app.hookfan_settings
-        store = Store(connect(settings.redis.client_url(), timeout=5), settings.delivery.lease)
+        store = Store(connect(settings.redis, timeout=5), settings.delivery.lease)
         self.promoter = Promoter(store)
         super().__init__(worker, **kwargs)
 
