@@ -1,0 +1,86 @@
+"""A fast local webhook backend for the bench: asyncio, keep-alive, answers 200 at once.
+
+Run as ``python -m bench.backend PORT``. It counts copies and, when a body starts with
+``{"ts":<unix time>``, records receive time minus that stamp (accept->delivery latency as the
+sender saw it). ``GET /_stats`` returns ``{"count": n, "lat": [...]}``; ``GET /_reset`` zeroes
+both. Bodies are never printed or kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+
+_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+_STAMP = b'{"ts":'
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.count = 0
+        self.lat: list[float] = []
+
+    def record(self, body: bytes) -> None:
+        self.count += 1
+        if body.startswith(_STAMP):
+            end = body.find(b",", 6)
+            with contextlib.suppress(ValueError):
+                self.lat.append(time.time() - float(body[6:end]))
+
+
+class Conn(asyncio.Protocol):
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            head_end = self.buf.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = self.buf[:head_end]
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            end = head_end + 4 + length
+            if len(self.buf) < end:
+                return
+            body = self.buf[head_end + 4:end]
+            self.buf = self.buf[end:]
+            self.answer(head, body)
+
+    def answer(self, head: bytes, body: bytes) -> None:
+        assert self.transport is not None
+        target = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b"/"
+        if head.startswith(b"GET /_stats"):
+            out = json.dumps({"count": self.stats.count, "lat": self.stats.lat}).encode()
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(out), out))
+        elif target == b"/_reset":
+            self.stats.count, self.stats.lat = 0, []
+            self.transport.write(_OK)
+        else:
+            self.stats.record(body)
+            self.transport.write(_OK)
+
+
+async def serve(port: int) -> None:
+    stats = Stats()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: Conn(stats), "127.0.0.1", port, backlog=1024)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(int(sys.argv[1])))
