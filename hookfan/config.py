@@ -214,6 +214,9 @@ class OperatorSettings:
     """Name of the Lease, in the operator's own namespace."""
     graceful_shutdown_timeout: float = 10.0
     """Bound on shutdown after SIGTERM."""
+    status_interval: float = 30.0
+    """How often the leader writes delivery figures into RequestClone status (and rescans
+    the backlog, at least every 5 s, for the backlog gauges)."""
 
 
 @dataclass(frozen=True)
@@ -340,6 +343,8 @@ OPERATOR = (
     Flag("leader-election-release-on-cancel", "operator.leader_election_release_on_cancel",
          parse_bool, "release the Lease on shutdown"),
     Flag("leader-election-id", "operator.leader_election_id", str, "Lease name"),
+    Flag("status-interval", "operator.status_interval", parse_duration,
+         "delivery figures in RequestClone status every"),
 )
 SERVING = (
     Flag("metrics-addr", "metrics_addr", _opt_addr, "Prometheus metrics address"),

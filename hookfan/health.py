@@ -8,8 +8,12 @@ thread; :meth:`HealthServer.stop` closes the socket.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import redis
 
 
 class HealthServer:
@@ -47,3 +51,35 @@ class HealthServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class RedisCheck:
+    """A readiness check against Redis: true when ``probe(client)`` answered truthily within
+    the client's socket timeout. The answer is cached for ``ttl`` seconds so a burst of probes
+    costs one round trip; with the store's 1.5 s timeouts, readiness turns false within about
+    3 s of Redis going away and true at the first probe after it returns."""
+
+    def __init__(self, client: redis.Redis, probe: Callable[[Any], object] | None = None,
+                 ttl: float = 1.0) -> None:
+        self.client = client
+        self.probe = probe or (lambda r: r.ping())
+        self.ttl = ttl
+        self._at = -ttl
+        self._ok = False
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bool:
+        with self._lock:
+            if time.monotonic() - self._at < self.ttl:
+                return self._ok
+            try:
+                self._ok = bool(self.probe(self.client))
+            except redis.RedisError:
+                self._ok = False
+            self._at = time.monotonic()
+            return self._ok
+
+
+def all_of(*checks: Callable[[], bool]) -> Callable[[], bool]:
+    """A check that holds when every one of ``checks`` does (evaluated in order, lazily)."""
+    return lambda: all(c() for c in checks)

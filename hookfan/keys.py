@@ -22,6 +22,10 @@ attempts in flight to one backend across all workers, for ``--backend-concurrenc
 DEDUPE = PREFIX + "dedupe:"
 """String per (host, provider delivery id): ``<request id>:<copies>`` of the first request,
 expiring after ``--dedupe-window``."""
+STATS = PREFIX + "stats"
+"""Hash of per-backend delivery figures the workers keep for RequestClone status: fields
+``<figure>:<route> <backend url>`` with figure ``delivered`` (a count), ``last_delivered``
+(a Unix time) and ``last_error`` (a status or error class, never content)."""
 QUEUE = "hookfan.deliveries"
 """The Celery (kombu) queue of delivery attempts; kombu uses the queue name as the list key."""
 
@@ -51,3 +55,8 @@ def dedupe(host: str, header: str, value: str) -> str:
     """The key for one provider delivery id; hashed so header values never appear in keys."""
     digest = hashlib.sha256(f"{host}\n{header.lower()}\n{value}".encode("latin-1", "replace"))
     return DEDUPE + digest.hexdigest()
+
+
+def stat_field(figure: str, route: str, backend_url: str) -> str:
+    """A field of :data:`STATS`; routes and URLs contain no spaces."""
+    return f"{figure}:{route} {backend_url}"

@@ -348,3 +348,21 @@ class Store:
         rid = keys.request_id_of(delivery_id)
         return bool(self._purge(keys=[keys.delivery(delivery_id), keys.DEAD, keys.request(rid)],
                                 args=[delivery_id]))
+
+    # -- figures for status ------------------------------------------------------------------
+    def note_outcome(self, backend: Backend, kind: str, reason: str, at: float) -> None:
+        """Keep per-backend figures (delivered count, last delivery time, last error) for the
+        operator's RequestClone status. Advisory: a lost update only skews a figure."""
+        f = {n: keys.stat_field(n, backend.route, backend.url)
+             for n in ("delivered", "last_delivered", "last_error")}
+        pipe = self.r.pipeline(transaction=False)
+        if kind == "delivered":
+            pipe.hincrby(keys.STATS, f["delivered"], 1)
+            pipe.hset(keys.STATS, f["last_delivered"], repr(at))
+        else:
+            pipe.hset(keys.STATS, f["last_error"], reason)
+        pipe.execute()
+
+    def delivery_figures(self) -> dict[str, str]:
+        """Every field of :data:`keys.STATS` (see :func:`keys.stat_field`), decoded."""
+        return {k.decode(): v.decode() for k, v in self.r.hgetall(keys.STATS).items()}

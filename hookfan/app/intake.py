@@ -10,10 +10,12 @@ from typing import Any
 
 import redis
 from flask import Response, jsonify, request
+from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from hookfan import keys
 from hookfan.envelope import REQUEST_HEADER, StoredRequest
+from hookfan.metrics import BODY_KEY, ROUTE_KEY, route_label
 from hookfan.routes import Backend, match, normalize_host
 from hookfan.store import Store
 
@@ -24,6 +26,12 @@ log = logging.getLogger(__name__)
 RAW_HEADERS = "hookfan.raw_headers"
 """WSGI environ key where hookfan's gunicorn worker puts the headers as received."""
 RETRY_AFTER = "5"
+REFUSED_METHODS = frozenset({"CONNECT", "TRACE"})
+"""Never forwarded: CONNECT asks for a tunnel, TRACE echoes the request (headers included)."""
+ALLOW = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+MALFORMED_BODY = (ParseException, NoMoreData)
+"""gunicorn's errors for a body that breaks its framing (a bad chunk size, a missing
+terminator, the connection closed early): the sender gets 400, not 500."""
 
 
 def error(status: int, message: str, **headers: str) -> Response:
@@ -101,7 +109,7 @@ def drain(environ: dict[str, Any], limit: int) -> None:
             if not chunk:
                 return
             left -= len(chunk)
-    except (OSError, ValueError):
+    except (OSError, ValueError, ParseException):
         return
 
 
@@ -117,6 +125,18 @@ def dedupe_key(names: tuple[str, ...], headers: tuple[tuple[str, str], ...],
     return None
 
 
+def refuse(method: str, transfer_encoding: str | None) -> Response | None:
+    """The answer to a request hookfan never takes, or None. gunicorn already refuses a
+    request with both Content-Length and Transfer-Encoding, or with an unknown coding; a coding
+    it accepts besides ``chunked`` (``gzip, chunked``) would be stored still encoded and
+    forwarded without saying so, so only plain ``chunked`` passes."""
+    if method in REFUSED_METHODS:
+        return error(405, f"{method} is never forwarded", Allow=ALLOW)
+    if transfer_encoding is not None and transfer_encoding.strip().lower() != "chunked":
+        return error(501, "only Transfer-Encoding: chunked is supported")
+    return None
+
+
 class Intake:
     def __init__(self, store: Store, routes: RouteCache, write_timeout: float,
                  dedupe_headers: tuple[str, ...] = (), dedupe_window: float = 86400.0) -> None:
@@ -127,14 +147,19 @@ class Intake:
         self.dedupe_window = dedupe_window
 
     def __call__(self) -> Response:
-        table = self.routes.table()
         limit = request.max_content_length or 0
+        refused = refuse(request.method, request.headers.get("Transfer-Encoding"))
+        if refused is not None:
+            drain(request.environ, limit)
+            return refused
+        table = self.routes.table()
         if table is None:
             drain(request.environ, limit)
             return error(503, "no route table loaded yet; is the operator running?",
                          **{"Retry-After": RETRY_AFTER})
         host = request.headers.get("Host", "")
         backends = match(table, host)
+        request.environ[ROUTE_KEY] = route_label([b.route for b in backends])
         if not backends:
             drain(request.environ, limit)
             return error(503, "no RequestClone matches this host")
@@ -145,6 +170,9 @@ class Intake:
             return error(413, f"body exceeds the limit of {limit} bytes")
         except TimeoutError:
             return error(408, "request body not received in time")
+        except MALFORMED_BODY:
+            return error(400, "malformed request body (bad chunked framing or cut short)")
+        request.environ[BODY_KEY] = len(body)
         stored = StoredRequest(method=request.method, uri=raw_uri(request.environ),
                                headers=raw_headers(request.environ), body=body,
                                client=request.remote_addr or "", accepted=time.time(), host=host)

@@ -13,9 +13,13 @@ import socket
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 from gunicorn.workers.sync import SyncWorker
 
+from hookfan import metrics
 from hookfan.config import Settings
+from hookfan.health import HealthServer, RedisCheck
+from hookfan.store import Store, connect
 
 from . import create_app
 from .intake import RAW_HEADERS, Intake
@@ -55,6 +59,41 @@ class IntakeWorker(SyncWorker):  # type: ignore[misc]
         return super().handle_request(listener, req, client, addr)
 
 
+class HookfanLogger(GunicornLogger):  # type: ignore[misc]
+    """gunicorn's own log lines through hookfan's root handler (JSON or console, at
+    ``--log-level``), instead of gunicorn's handlers and format."""
+
+    def setup(self, cfg: Any) -> None:
+        for logger in (self.error_log, self.access_log):
+            logger.handlers[:] = []
+            logger.propagate = True
+            logger.setLevel(logging.NOTSET)
+
+
+def app_ready(store: Store) -> bool:
+    """Readiness of the app: Redis answers and a route table has been published (each worker
+    loads it within ~250 ms). Raises redis errors, which :class:`RedisCheck` turns false."""
+    return store.routes_version() is not None
+
+
+def serving_hooks(settings: Settings) -> dict[str, Any]:
+    """gunicorn hooks that serve metrics and health from the master (``when_ready``) and drop
+    a dead worker's live metric samples (``child_exit``)."""
+    def when_ready(_server: Any) -> None:
+        if settings.metrics_addr is not None:
+            metrics.serve(settings.metrics_addr, metrics.multiproc_registry())
+        if settings.health_addr is not None:
+            store = Store(connect(settings.redis, timeout=1.0))
+            HealthServer(settings.health_addr, RedisCheck(store.r, lambda _: app_ready(store)),
+                         ).start()
+
+    def child_exit(_server: Any, worker: Any) -> None:
+        if settings.metrics_addr is not None:
+            metrics.mark_dead(worker.pid)
+
+    return {"when_ready": when_ready, "child_exit": child_exit}
+
+
 class IntakeServer(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: Settings, extra: dict[str, Any] | None = None) -> None:
         self.settings = settings
@@ -76,7 +115,8 @@ class IntakeServer(BaseApplication):  # type: ignore[misc]
             "limit_request_fields": 200,
             "limit_request_field_size": 16384,
             "accesslog": None,
-            "loglevel": "warning",
+            "logger_class": f"{HookfanLogger.__module__}.{HookfanLogger.__qualname__}",
+            **serving_hooks(self.settings),
             **self.extra,
         }
         for key, value in options.items():
@@ -89,8 +129,12 @@ class IntakeServer(BaseApplication):  # type: ignore[misc]
         intake = app.view_functions["intake"]
         assert isinstance(intake, Intake)
         intake.dedupe_headers, intake.dedupe_window = s.dedupe_headers, s.dedupe_window
+        if self.settings.metrics_addr is not None:
+            metrics.install_app(app)
         return app
 
 
 def run(settings: Settings) -> None:
+    if settings.metrics_addr is not None:
+        metrics.prepare_multiproc("app")  # before gunicorn forks a worker
     IntakeServer(settings).run()

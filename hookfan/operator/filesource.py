@@ -12,6 +12,8 @@ from hookfan.config import Settings
 from hookfan.routes import Backend, RouteTable, build_table
 from hookfan.store import Store
 
+from . import serving
+from .backlog import BacklogScanner, OperatorStats
 from .files import Rejected, backend_for, fingerprint, load
 from .model import InvalidSpec, RequestClone
 from .resolve import HOST_CLAIMED, claimed_elsewhere
@@ -61,7 +63,21 @@ class Publisher:
 
 
 def run(settings: Settings, store: Store, stop: threading.Event) -> None:
-    """Poll ``--routes-dir`` until ``stop`` is set; republish within one poll of a change."""
+    """Poll ``--routes-dir`` until ``stop`` is set; republish within one poll of a change.
+    Serves metrics and health while it runs; it is the only writer, so it always leads."""
+    stats = OperatorStats(lambda: True)
+    synced = threading.Event()
+    stop_serving = serving.start(settings, stats, synced.is_set)
+    scanner = BacklogScanner(store, stats, serving.backlog_interval(settings))
+    threading.Thread(target=scanner.run, args=(stop,), daemon=True, name="backlog").start()
+    try:
+        _poll(settings, store, stop, stats, synced)
+    finally:
+        stop_serving()
+
+
+def _poll(settings: Settings, store: Store, stop: threading.Event, stats: OperatorStats,
+          synced: threading.Event) -> None:
     root = Path(settings.operator.routes_dir or ".")
     aliases = dict(settings.operator.service_aliases)
     publisher = Publisher(store)
@@ -77,8 +93,11 @@ def run(settings: Settings, store: Store, stop: threading.Event) -> None:
                                                          "reason": r.reason})
             seen = current
         try:
-            publisher.sync(table)
+            if publisher.sync(table) or not synced.is_set():
+                stats.synced(len(table.routes), sum(len(bs) for bs in table.routes.values()))
+            synced.set()
         except redis.RedisError as exc:
+            stats.errors += 1
             log.warning("route table not published, Redis unavailable: %s", type(exc).__name__)
         if stop.wait(settings.operator.poll_interval):
             return

@@ -19,9 +19,10 @@ from typing import Any
 import redis
 
 from hookfan.config import Settings
-from hookfan.health import HealthServer
 from hookfan.store import Store
 
+from . import serving
+from .backlog import BacklogScanner, OperatorStats
 from .filesource import Publisher
 from .kubeclient import Kube, RateLimit, Scope, api_client
 from .kubestatus import StatusWriter
@@ -69,6 +70,11 @@ class Operator:
         self.publisher = Publisher(store)
         self.status = StatusWriter(kube, o.concurrent, self.may_write, self._retry_later)
         self.synced = threading.Event()
+        self.stats = OperatorStats(self.may_write, self._restarts)
+        self.scanner = BacklogScanner(store, self.stats, serving.backlog_interval(settings))
+
+    def _restarts(self) -> dict[str, int]:
+        return {w.kind: w.restarts for w in (self.clones, self.services)}
 
     def may_write(self) -> bool:
         return self.elector is None or self.elector.is_leader()
@@ -94,6 +100,8 @@ class Operator:
         services = {k: to_service(o) for k, o in self.services.snapshot().items()}
         result = resolve([to_clone(o) for o in objs.values()], services,
                          self.settings.operator.host_policy)
+        self.stats.synced(len(result.table.routes),
+                          sum(len(bs) for bs in result.table.routes.values()))
         self.synced.set()
         if not self.may_write():
             return
@@ -101,6 +109,7 @@ class Operator:
             self.publisher.sync(result.table)
         except redis.RedisError as exc:
             log.warning("route table not published, Redis unavailable: %s", type(exc).__name__)
+            self.stats.errors += 1
             self._retry_later()
         self.status.sync(objs, result.conditions)
 
@@ -113,6 +122,7 @@ class Operator:
             try:
                 self.reconcile()
             except Exception:
+                self.stats.errors += 1
                 log.exception("reconcile failed")
                 self._retry_later()
 
@@ -123,6 +133,8 @@ class Operator:
                    for w in (self.clones, self.services)]
         threads.append(threading.Thread(target=self._reconcile_loop, args=(stop,),
                                         daemon=True, name="reconcile"))
+        threads.append(threading.Thread(target=self.scanner.run, args=(stop,), daemon=True,
+                                        name="backlog"))
         lead = None
         if self.elector is not None:
             lead = threading.Thread(target=self.elector.run, args=(stop,), daemon=True,
@@ -169,10 +181,10 @@ def run(settings: Settings, store: Store, stop: threading.Event, kubeconfig: str
     """The ``hookfan operator`` process without ``--routes-dir``: serve health, run until
     ``stop``."""
     op = build(settings, store, kubeconfig, namespace)
-    health = HealthServer(settings.health_addr or ("0.0.0.0", 9557), op.ready).start()
+    stop_serving = serving.start(settings, op.stats, op.ready, serving.DEFAULT_HEALTH)
     log.info("operator started", extra={"namespace": op.kube.scope.namespace or "*",
                                         "leader_election": op.elector is not None})
     try:
         op.run(stop)
     finally:
-        health.stop()
+        stop_serving()

@@ -10,12 +10,13 @@ from typing import Any
 
 from celery import Celery, bootsteps, signals
 
-from hookfan import keys
+from hookfan import keys, metrics
 from hookfan.config import Settings
 from hookfan.store import Store, connect
 from hookfan.taskmsg import TASK_NAME
 
 from .deliver import Deliverer
+from .observe import ServingStep, observer
 from .promoter import Promoter
 
 
@@ -56,7 +57,8 @@ def install(app: Celery, settings: Settings) -> None:
     def deliverer() -> Deliverer:
         if "d" not in holder:
             store = Store(connect(settings.redis, timeout=5), settings.delivery.lease)
-            holder["d"] = Deliverer(store, settings.delivery)
+            recorder = metrics.WorkerMetrics() if settings.metrics_addr is not None else None
+            holder["d"] = Deliverer(store, settings.delivery, observer(store, recorder))
         return holder["d"]
 
     @app.task(  # type: ignore[untyped-decorator]
@@ -119,10 +121,13 @@ def make_celery(settings: Settings) -> Celery:
     install(app, settings)
     app.steps["worker"].add(PromoterStep)
     app.steps["worker"].add(ShutdownStep)
+    app.steps["worker"].add(ServingStep)
     return app
 
 
 def run(settings: Settings) -> None:
+    if settings.metrics_addr is not None:
+        metrics.prepare_multiproc("worker")  # before any pool child records a sample
     app = make_celery(settings)
     app.worker_main(["worker", "--queues", keys.QUEUE, "--pool", "prefork",
                      "--concurrency", str(settings.delivery.concurrency),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import urllib3
@@ -63,10 +64,13 @@ class Deliverer:
     """Owns an HTTP pool per process. urllib3 (requests' engine) is used directly because
     requests keeps headers in a dict, and a copy must carry repeated headers as separate lines."""
 
-    def __init__(self, store: Store, settings: DeliverySettings) -> None:
+    def __init__(self, store: Store, settings: DeliverySettings,
+                 observe: Callable[[Attempt, Outcome, str, float], None] | None = None) -> None:
         self.store = store
         self.settings = settings
         self.http = urllib3.PoolManager(num_pools=64, maxsize=4, retries=False)
+        self.observe = observe
+        """Called with (attempt, outcome, kind, seconds taken) after each finished attempt."""
 
     def attempt(self, delivery_id: str, generation: int) -> str:
         """Make one attempt; returns the outcome kind, ``stale`` for a superseded message, or
@@ -83,11 +87,13 @@ class Deliverer:
             log.debug("attempt deferred: backend at its in-flight cap",
                       extra={"delivery_id": delivery_id})
             return "deferred"
+        t0 = time.monotonic()
         sent = self.send(att)
+        took = time.monotonic() - t0
         outcome = classify(sent.status, sent.error)
         if outcome.kind == "delivered":
             self.store.complete(delivery_id)
-            return self._log(att, outcome, "delivered")
+            return self._log(att, outcome, "delivered", took)
         now = time.time()
         kind, due = next_step(outcome, att.number, att.started, now, s.min_retry_delay,
                               s.max_retry_delay, s.max_retry_age,
@@ -96,7 +102,7 @@ class Deliverer:
             self.store.retry(delivery_id, generation, due, outcome.reason)
         else:
             self.store.dead_letter(delivery_id, generation, outcome.reason)
-        return self._log(att, outcome, kind)
+        return self._log(att, outcome, kind, took)
 
     def send(self, att: Attempt) -> Sent:
         req = att.request
@@ -125,11 +131,16 @@ class Deliverer:
             resp.release_conn()
         return Sent(resp.status, retry_after=resp.headers.get("Retry-After"))
 
-    def _log(self, att: Attempt, outcome: Outcome, kind: str) -> str:
+    def _log(self, att: Attempt, outcome: Outcome, kind: str, took: float) -> str:
         log.info("attempt %s", kind, extra={
             "delivery_id": att.delivery_id, "request_id": att.request_id,
             "route": att.backend.route, "backend": att.backend.url, "attempt": att.number,
-            "status": outcome.status, "reason": outcome.reason})
+            "status": outcome.status, "reason": outcome.reason, "duration": round(took, 6)})
+        if self.observe is not None:
+            try:
+                self.observe(att, outcome, kind, took)
+            except Exception as exc:  # figures must never fail a delivery that happened
+                log.warning("attempt not recorded in metrics: %s", type(exc).__name__)
         return kind
 
 

@@ -1,0 +1,176 @@
+"""Prometheus metrics of the app and the worker, and the multiprocess plumbing they share.
+
+Both processes fork children (gunicorn workers, Celery's prefork pool), so both use
+prometheus_client's multiprocess mode: children write samples to files in a directory, and
+the parent serves them on ``--metrics-addr``. :func:`prepare_multiproc` must run before
+``prometheus_client`` is first imported in the parent (the library picks its value class at
+import), which is why this module imports it lazily.
+
+Names follow Prometheus conventions: ``hookfan_`` prefix, counters end in ``_total``,
+durations are ``_seconds`` histograms. Labels are bounded by configuration, never by traffic:
+``route`` is the matched RequestClone(s) (``namespace/name``) or ``none``, ``backend`` the
+resolved backend URL, ``status`` an HTTP status code. See docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
+    from prometheus_client import CollectorRegistry
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+ROUTE_KEY = "hookfan.route"
+"""WSGI environ key where the intake leaves the ``route`` label of a request."""
+BODY_KEY = "hookfan.body_bytes"
+"""WSGI environ key where the intake leaves the size of the body it read."""
+NO_ROUTE = "none"
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+AGE_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0)
+BYTES_BUCKETS = (256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+                 10485760.0)
+ATTEMPT_BUCKETS = (1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0)
+
+
+def route_label(routes: Sequence[str]) -> str:
+    """The ``route`` label of an intake request: its matched RequestClones, sorted and
+    comma-joined, or ``none``. Bounded by the route table, not by what senders send."""
+    return ",".join(sorted(set(routes))) or NO_ROUTE
+
+
+def prepare_multiproc(kind: str) -> str:
+    """Point prometheus_client at an empty directory for this process tree; return it.
+
+    ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's own variable; the chart mounts an
+    emptyDir there) is used when set, else a fresh temporary directory, so an app and a
+    worker on one machine never share one. Either way it is emptied first: files left by a
+    previous run would carry its counters over. Must run before prometheus_client is imported.
+    """
+    path = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix=f"hookfan-{kind}-prom-")
+    os.makedirs(path, exist_ok=True)
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+    os.environ[MULTIPROC_ENV] = path
+    return path
+
+
+def multiproc_registry() -> CollectorRegistry:
+    """A registry that reads every child's samples from the multiprocess directory."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def serve(addr: tuple[str, int], registry: CollectorRegistry) -> Callable[[], None]:
+    """Serve ``registry`` on ``addr`` at ``/metrics`` in a daemon thread; returns a stop
+    function. Raises OSError if the address is taken."""
+    from prometheus_client import start_http_server
+    server, thread = start_http_server(addr[1], addr[0], registry=registry)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    return stop
+
+
+def mark_dead(pid: int) -> None:
+    """Tell the multiprocess collector a child has exited (its live gauges drop out)."""
+    from prometheus_client.multiprocess import mark_process_dead
+    mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+# -- app --------------------------------------------------------------------------------------
+
+def install_app(app: Flask) -> None:
+    """Count and time every intake request with prometheus-flask-exporter (gunicorn
+    multiprocess mode); the master serves them (see :mod:`hookfan.app.server`).
+
+    ``hookfan_http_requests_total{status,route}``, ``hookfan_http_request_duration_seconds
+    {status}`` and ``hookfan_http_request_body_bytes``. The intake leaves the route label and
+    body size in the WSGI environ; a request that never got that far counts as route ``none``.
+    """
+    from flask import request
+    from prometheus_client import Histogram
+    from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics
+
+    metrics = GunicornPrometheusMetrics(app, export_defaults=False)
+
+    def status(resp: Response) -> int:
+        return resp.status_code
+
+    def route(_: Any) -> str:
+        return str(request.environ.get(ROUTE_KEY, NO_ROUTE))
+
+    metrics.register_default(
+        metrics.counter("hookfan_http_requests_total", "Intake requests answered, by status "
+                        "and matched route.", labels={"status": status, "route": route}),
+        metrics.histogram("hookfan_http_request_duration_seconds", "Time to answer an intake "
+                          "request.", labels={"status": status}, buckets=LATENCY_BUCKETS),
+        app=app)
+    body = Histogram("hookfan_http_request_body_bytes", "Size of intake request bodies read.",
+                     buckets=BYTES_BUCKETS, registry=None)
+
+    @app.after_request
+    def _body_size(resp: Response) -> Response:
+        size = request.environ.get(BODY_KEY)
+        if size is not None:
+            body.observe(size)
+        return resp
+
+
+def gunicorn_hooks(addr: tuple[str, int]) -> dict[str, Any]:
+    """gunicorn settings that serve the app's metrics from the master on ``addr``
+    (``when_ready``) and drop a dead worker's live samples (``child_exit``)."""
+    def when_ready(_server: Any) -> None:
+        serve(addr, multiproc_registry())
+
+    def child_exit(_server: Any, worker: Any) -> None:
+        mark_dead(worker.pid)
+
+    return {"when_ready": when_ready, "child_exit": child_exit}
+
+
+# -- worker -----------------------------------------------------------------------------------
+
+class WorkerMetrics:
+    """Delivery metrics, recorded in whichever pool child makes the attempt."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Histogram
+        by = ("route", "backend")
+        # registry=None: in multiprocess mode samples go to files; the parent's collector
+        # reads them, and a second instance in one process cannot clash in a registry.
+        self.attempts = Counter("hookfan_delivery_attempts_total", "Delivery attempts by "
+                                "outcome.", ("outcome", *by), registry=None)
+        self.duration = Histogram("hookfan_delivery_attempt_duration_seconds", "Duration of "
+                                  "one delivery attempt.", by, buckets=LATENCY_BUCKETS,
+                                  registry=None)
+        self.latency = Histogram("hookfan_delivery_latency_seconds", "Acceptance to "
+                                 "delivery of a copy.", by, buckets=AGE_BUCKETS, registry=None)
+        self.per_copy = Histogram("hookfan_delivery_attempts_per_copy", "Attempts a "
+                                  "delivered copy took.", by, buckets=ATTEMPT_BUCKETS,
+                                  registry=None)
+        self._lock = threading.Lock()
+
+    def attempt(self, outcome: str, route: str, backend: str, duration: float,
+                number: int, accepted: float, now: float) -> None:
+        """Record one finished attempt (``delivered``, ``retry`` or ``dead_letter``)."""
+        with self._lock:
+            self.attempts.labels(outcome, route, backend).inc()
+            self.duration.labels(route, backend).observe(duration)
+            if outcome == "delivered":
+                self.latency.labels(route, backend).observe(max(0.0, now - accepted))
+                self.per_copy.labels(route, backend).observe(number)

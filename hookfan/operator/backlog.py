@@ -1,0 +1,195 @@
+"""The backlog (pending and dead-lettered copies per backend) and the operator's own metrics.
+
+**How the backlog is computed: a periodic, bounded scan, in the leader only.** Every pending
+copy is a member of ``hookfan:schedule`` and every dead letter of ``hookfan:dead``; each scan
+reads those two sorted sets (at most ``limit`` members each) and, pipelined, the route, backend
+and acceptance time of each copy and the size of each stored request. Chosen over per-backend
+counters kept by the store's Lua scripts because it adds nothing to the intake's and the
+workers' hot path (their scripts stay as they are, one less thing to get wrong under a crash),
+it is exact after a replay, a purge, an upgrade or a hand-edited Redis (counters drift and
+would need their own repair scan), and its cost is paid by one process only: about one
+pipelined read per copy per interval (100k pending copies ≈ 1 s of Redis time every
+``--status-interval``, at most 5 s). Past ``limit`` the figures cover the oldest-due ``limit``
+copies and ``hookfan_backlog_truncated`` is 1.
+
+Scrapes never touch Redis: they read the last scan.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from hookfan import keys
+from hookfan.store import Store
+
+log = logging.getLogger(__name__)
+
+SCAN_LIMIT = 100_000
+CHUNK = 1000
+Pair = tuple[str, str]
+"""(route, backend URL)."""
+
+
+@dataclass(frozen=True)
+class Backlog:
+    pending: dict[Pair, int] = field(default_factory=dict)
+    oldest: dict[Pair, float] = field(default_factory=dict)
+    """Acceptance time (Unix) of the oldest pending copy per backend."""
+    dead: dict[Pair, int] = field(default_factory=dict)
+    stored_bytes: int = 0
+    truncated: bool = False
+    at: float = 0.0
+
+
+def summarize(rows: Sequence[tuple[str, Pair, float]], stored_bytes: int, truncated: bool,
+              at: float) -> Backlog:
+    """A backlog from (state ``p``/``d``, (route, backend), accepted time) rows. Pure."""
+    pending: Counter[Pair] = Counter()
+    dead: Counter[Pair] = Counter()
+    oldest: dict[Pair, float] = {}
+    for state, pair, accepted in rows:
+        if state == "p":
+            pending[pair] += 1
+            oldest[pair] = min(oldest.get(pair, accepted), accepted)
+        elif state == "d":
+            dead[pair] += 1
+    return Backlog(dict(pending), oldest, dict(dead), stored_bytes, truncated, at)
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for i in range(0, len(items), CHUNK):
+        yield items[i:i + CHUNK]
+
+
+def scan(store: Store, limit: int = SCAN_LIMIT) -> Backlog:
+    """Read the backlog from Redis (see the module docstring). Raises redis errors."""
+    r: Any = store.r
+    pending_ids = [m.decode() for m in r.zrange(keys.SCHEDULE, 0, limit - 1)]
+    dead_ids = [m.decode() for m in r.zrange(keys.DEAD, 0, limit - 1)]
+    truncated = len(pending_ids) >= limit or len(dead_ids) >= limit
+    rows: list[tuple[str, Pair, float]] = []
+    for chunk in _chunks(pending_ids + dead_ids):
+        pipe = r.pipeline(transaction=False)
+        for did in chunk:
+            pipe.hmget(keys.delivery(did), "s", "route", "b", "t0")
+        for s, route, url, t0 in pipe.execute():
+            if s is not None and route is not None and url is not None:
+                rows.append((s.decode(), (route.decode(), url.decode()), float(t0 or 0)))
+    stored = 0
+    for chunk in _chunks(sorted({keys.request_id_of(d) for d in pending_ids + dead_ids})):
+        pipe = r.pipeline(transaction=False)
+        for rid in chunk:
+            pipe.hstrlen(keys.request(rid), "b")
+            pipe.hstrlen(keys.request(rid), "h")
+        stored += sum(int(n) for n in pipe.execute())
+    return summarize(rows, stored, truncated, time.time())
+
+
+class OperatorStats:
+    """What the operator did, read by :class:`OperatorCollector` at scrape time."""
+
+    def __init__(self, leader: Callable[[], bool],
+                 restarts: Callable[[], dict[str, int]] = dict) -> None:
+        self.leader = leader
+        self.restarts = restarts
+        self.syncs = 0
+        self.errors = 0
+        self.routes = 0
+        self.backends = 0
+        self.backlog: Backlog | None = None
+        """The last scan, while this process leads; None otherwise."""
+
+    def synced(self, hosts: int, backends: int) -> None:
+        self.syncs += 1
+        self.routes, self.backends = hosts, backends
+
+
+class OperatorCollector(Collector):
+    """The operator's metrics (docs/metrics.md); backlog gauges only while leading."""
+
+    def __init__(self, stats: OperatorStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Any]:
+        s = self.stats
+        yield CounterMetricFamily("hookfan_operator_syncs", "Route table syncs.", s.syncs)
+        yield CounterMetricFamily("hookfan_operator_errors", "Failed syncs and writes.",
+                                  s.errors)
+        yield GaugeMetricFamily("hookfan_operator_routes", "Hosts in the route table.",
+                                s.routes)
+        yield GaugeMetricFamily("hookfan_operator_backends", "(host, backend) entries in the "
+                                "route table.", s.backends)
+        yield GaugeMetricFamily("hookfan_operator_leader", "1 while this replica leads.",
+                                1 if s.leader() else 0)
+        restarts = CounterMetricFamily("hookfan_operator_watch_restarts", "Watch streams "
+                                       "restarted after an error.", labels=["resource"])
+        for resource, n in sorted(s.restarts().items()):
+            restarts.add_metric([resource], n)
+        yield restarts
+        backlog = s.backlog if s.leader() else None
+        if backlog is not None:
+            yield from backlog_families(backlog)
+
+
+def backlog_families(b: Backlog) -> Iterator[GaugeMetricFamily]:
+    by = ["route", "backend"]
+    pending = GaugeMetricFamily("hookfan_pending_deliveries", "Copies not yet delivered.",
+                                labels=by)
+    oldest = GaugeMetricFamily("hookfan_oldest_pending_age_seconds", "Age of the oldest "
+                               "pending copy.", labels=by)
+    dead = GaugeMetricFamily("hookfan_dead_letters", "Copies in the dead-letter store.",
+                             labels=by)
+    for pair in sorted(set(b.pending) | set(b.dead)):
+        pending.add_metric(list(pair), b.pending.get(pair, 0))
+        dead.add_metric(list(pair), b.dead.get(pair, 0))
+        if pair in b.oldest:
+            oldest.add_metric(list(pair), max(0.0, b.at - b.oldest[pair]))
+    yield pending
+    yield oldest
+    yield dead
+    yield GaugeMetricFamily("hookfan_stored_bytes", "Bytes of stored request bodies and "
+                            "headers.", b.stored_bytes)
+    yield GaugeMetricFamily("hookfan_backlog_truncated", "1 if the last backlog scan hit its "
+                            "bound.", 1 if b.truncated else 0)
+
+
+class BacklogScanner:
+    """Rescans every ``interval`` seconds while this replica leads; calls ``on_scan`` with
+    each fresh backlog (the status writer uses it). Never raises."""
+
+    def __init__(self, store: Store, stats: OperatorStats, interval: float,
+                 on_scan: Callable[[Backlog], None] = lambda _: None) -> None:
+        self.store, self.stats, self.interval, self.on_scan = store, stats, interval, on_scan
+
+    def step(self) -> None:
+        if not self.stats.leader():
+            self.stats.backlog = None
+            return
+        try:
+            backlog = scan(self.store)
+        except redis.RedisError as exc:
+            self.stats.errors += 1
+            log.warning("backlog not scanned, Redis unavailable: %s", type(exc).__name__)
+            return
+        self.stats.backlog = backlog
+        self.on_scan(backlog)
+
+    def run(self, stop: threading.Event) -> None:
+        while True:
+            try:
+                self.step()
+            except Exception:
+                self.stats.errors += 1
+                log.exception("backlog scan failed")
+            if stop.wait(self.interval):
+                return

@@ -1,0 +1,76 @@
+"""What the worker tells the outside: metrics, health probes and per-backend figures.
+
+The pool children record each finished attempt (Prometheus samples in the multiprocess
+directory; figures in Redis for the operator's RequestClone status); the main process serves
+``/metrics`` and ``/healthz``/``/readyz`` while the worker runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery import bootsteps, signals
+
+from hookfan import metrics
+from hookfan.config import Settings
+from hookfan.health import HealthServer, RedisCheck, all_of
+from hookfan.policy import Outcome
+from hookfan.store import Attempt, Store, connect
+
+log = logging.getLogger(__name__)
+
+OUTCOME_LABEL = {"delivered": "delivered", "retry": "retry", "dead": "dead_letter"}
+"""The attempt kinds of :mod:`hookfan.policy` as the ``outcome`` label names them."""
+
+Observer = Callable[[Attempt, Outcome, str, float], None]
+
+
+def observer(store: Store, recorder: metrics.WorkerMetrics | None) -> Observer:
+    """Record a finished attempt: figures in Redis always, samples when metrics are served."""
+    def observe(att: Attempt, outcome: Outcome, kind: str, took: float) -> None:
+        now = time.time()
+        store.note_outcome(att.backend, kind, outcome.reason, now)
+        if recorder is not None:
+            recorder.attempt(OUTCOME_LABEL.get(kind, kind), att.backend.route, att.backend.url,
+                             took, att.number, att.request.accepted, now)
+    return observe
+
+
+def _mark_child_dead(pid: int | None = None, **_: Any) -> None:
+    metrics.mark_dead(pid or os.getpid())
+
+
+class ServingStep(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Serves metrics (``--metrics-addr``) and health (``--health-addr``) from the worker's
+    main process. Ready once the consumer started and while the broker (Redis) answers."""
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        self.settings: Settings = worker.app.hookfan_settings
+        self.consuming = threading.Event()
+        self._stops: list[Callable[[], None]] = []
+        super().__init__(worker, **kwargs)
+
+    def start(self, worker: Any) -> None:
+        s = self.settings
+        signals.worker_ready.connect(self._ready, weak=False)
+        if s.metrics_addr is not None:
+            self._stops.append(metrics.serve(s.metrics_addr, metrics.multiproc_registry()))
+            signals.worker_process_shutdown.connect(_mark_child_dead, weak=False)
+        if s.health_addr is not None:
+            broker = RedisCheck(connect(s.redis, timeout=1.0))
+            server = HealthServer(s.health_addr, all_of(self.consuming.is_set, broker)).start()
+            self._stops.append(server.stop)
+
+    def _ready(self, **_: Any) -> None:
+        self.consuming.set()
+
+    def stop(self, worker: Any) -> None:
+        signals.worker_ready.disconnect(self._ready)
+        for stop in self._stops:
+            stop()
+        self._stops.clear()
