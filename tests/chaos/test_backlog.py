@@ -60,6 +60,7 @@ def pile(store: Store, host: str, count: int) -> tuple[set[str], int]:
     return markers, size
 
 
+@pytest.mark.timeout(600)
 def test_backlog_of_20000_stays_bounded_and_drains(chaos_stack, chaos_redis, backends):
     port, host = free_port(), "backlog.example.com"
     warm = RecordingBackend(port=port).start()
