@@ -90,6 +90,10 @@ def run_dev(settings: Settings, data_dir: str, routes_dir: str, flower: bool) ->
               file=sys.stderr)
         return 2
     Path(data_dir).mkdir(parents=True, exist_ok=True)
+    # SIGTERM (a supervisor) stops the stack like Ctrl-C does; SIGINT is reset in case it was
+    # inherited as ignored (a background job), or the children would outlive us.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     rport = free_port()
     url = f"redis://127.0.0.1:{rport}/0"
     me = [sys.executable, "-m", "hookfan.cli"]
@@ -99,7 +103,9 @@ def run_dev(settings: Settings, data_dir: str, routes_dir: str, flower: bool) ->
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(args: list[str]) -> None:
-        procs.append(subprocess.Popen(args, env=env))
+        # Own sessions: Ctrl-C reaches only this process, which then stops the others in
+        # order (intake first, Redis last) so nothing logs a lost connection on the way out.
+        procs.append(subprocess.Popen(args, env=env, start_new_session=True))
 
     try:
         start(redis_args(rport, data_dir) + ["--loglevel", "warning"])
@@ -125,7 +131,6 @@ def run_dev(settings: Settings, data_dir: str, routes_dir: str, flower: bool) ->
         for p in reversed(procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        for p in reversed(procs):
             try:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:

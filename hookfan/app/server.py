@@ -119,6 +119,10 @@ class IntakeServer(BaseApplication):  # type: ignore[misc]
             **serving_hooks(self.settings),
             **self.extra,
         }
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn >= 25.1 opens a control socket in $HOME: one path shared by every
+            # instance on a host, and unwritable under a read-only root filesystem.
+            options.setdefault("control_socket_disable", True)
         for key, value in options.items():
             self.cfg.set(key, value)
 

@@ -127,9 +127,13 @@ class Stack:
                                   "--delivery-timeout", "2s", *self.worker_args])
 
     def start(self) -> Stack:
-        self.start_operator()
-        self.start_app()
-        self.start_worker()
+        try:
+            self.start_operator()
+            self.start_app()
+            self.start_worker()
+        except BaseException:
+            self.stop()  # a half-started stack must not outlive the test
+            raise
         return self
 
     def stop(self) -> None:
