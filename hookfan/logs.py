@@ -15,6 +15,9 @@ from typing import Any
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
 LEVELS = {"trace": TRACE, "debug": logging.DEBUG, "info": logging.INFO, "error": logging.ERROR}
+QUIET = ("urllib3", "kubernetes.client.rest")
+"""Libraries whose debug lines carry request targets (paths with query strings, which may hold
+secrets): kept at warning whatever ``--log-level`` says."""
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
@@ -53,3 +56,6 @@ def setup(level: str = "info", encoding: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS.get(level, logging.INFO))
+    logging.captureWarnings(True)  # a library's warning is a log line too, in the same format
+    for name in QUIET:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

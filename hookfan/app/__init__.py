@@ -9,7 +9,7 @@ from flask import Flask
 from hookfan.config import Settings
 from hookfan.store import Store, connect
 
-from .intake import Intake
+from .intake import Intake, install_request_log
 from .routecache import RouteCache
 
 
@@ -31,4 +31,5 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     routes = RouteCache(store)
     app.view_functions["intake"] = Intake(store, routes, settings.intake.proxy_write_timeout)
     app.extensions["hookfan.routes"] = routes
+    install_request_log(app)
     return app

@@ -9,13 +9,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import redis
-from flask import Response, jsonify, request
+from flask import Flask, Response, jsonify, request
 from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from hookfan import keys
 from hookfan.envelope import REQUEST_HEADER, StoredRequest
-from hookfan.metrics import BODY_KEY, ROUTE_KEY, route_label
+from hookfan.metrics import BODY_KEY, NO_ROUTE, ROUTE_KEY, route_label
 from hookfan.routes import Backend, match, normalize_host
 from hookfan.store import Store
 
@@ -135,6 +135,28 @@ def refuse(method: str, transfer_encoding: str | None) -> Response | None:
     if transfer_encoding is not None and transfer_encoding.strip().lower() != "chunked":
         return error(501, "only Transfer-Encoding: chunked is supported")
     return None
+
+
+STARTED = "hookfan.started"
+
+
+def install_request_log(app: Flask) -> None:
+    """One record per answered request: status, matched route, request id, body size and
+    duration. Never the path, query, headers or body, which may carry secrets."""
+    @app.before_request
+    def _start() -> None:
+        request.environ[STARTED] = time.monotonic()
+
+    @app.after_request
+    def _answered(resp: Response) -> Response:
+        started = request.environ.get(STARTED, time.monotonic())
+        log.info("request answered", extra={
+            "status": resp.status_code, "method": request.method,
+            "route": request.environ.get(ROUTE_KEY, NO_ROUTE),
+            "request_id": resp.headers.get(REQUEST_HEADER),
+            "bytes": request.environ.get(BODY_KEY),
+            "duration": round(time.monotonic() - started, 6)})
+        return resp
 
 
 class Intake:

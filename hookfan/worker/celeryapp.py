@@ -16,7 +16,7 @@ from hookfan.store import Store, connect
 from hookfan.taskmsg import TASK_NAME
 
 from .deliver import Deliverer
-from .observe import ServingStep, observer
+from .observe import ServingStep, keep_hookfan_logging, observer
 from .promoter import Promoter
 
 
@@ -128,8 +128,11 @@ def make_celery(settings: Settings) -> Celery:
 def run(settings: Settings) -> None:
     if settings.metrics_addr is not None:
         metrics.prepare_multiproc("worker")  # before any pool child records a sample
+    # Celery configures no logging of its own once a receiver answers setup_logging: its
+    # lines (task received, succeeded, pool events) then reach hookfan's root handler.
+    signals.setup_logging.connect(keep_hookfan_logging, weak=False)
     app = make_celery(settings)
-    app.worker_main(["worker", "--queues", keys.QUEUE, "--pool", "prefork",
+    app.worker_main(["--quiet", "worker", "--queues", keys.QUEUE, "--pool", "prefork",
                      "--concurrency", str(settings.delivery.concurrency),
                      "--loglevel", "INFO" if settings.log.level != "error" else "ERROR",
                      "--hostname", "hookfan@%h", "--without-gossip", "--without-mingle",

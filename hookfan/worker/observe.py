@@ -41,6 +41,22 @@ def observer(store: Store, recorder: metrics.WorkerMetrics | None) -> Observer:
     return observe
 
 
+def keep_hookfan_logging(**_: Any) -> None:
+    """A ``setup_logging`` receiver: Celery then leaves the logging :func:`hookfan.logs.setup`
+    did. Two stragglers are brought in line: billiard's pool logger (it does not propagate, so
+    its lines would reach stderr unformatted) and the worker's shutdown notice, which Celery
+    writes straight to stdout (``celery.apps.worker.safe_say``; replaced, as Celery offers no
+    setting for it)."""
+    import celery.apps.worker
+    from billiard import util
+    util.get_logger().propagate = True
+    celery.apps.worker.safe_say = _say  # type: ignore[assignment]
+
+
+def _say(msg: str, f: object = None) -> None:
+    log.info(msg.strip())
+
+
 def _mark_child_dead(pid: int | None = None, **_: Any) -> None:
     metrics.mark_dead(pid or os.getpid())
 
