@@ -48,9 +48,9 @@ def keep_hookfan_logging(**_: Any) -> None:
     writes straight to stdout (``celery.apps.worker.safe_say``; replaced, as Celery offers no
     setting for it)."""
     import celery.apps.worker
-    from billiard import util
+    from billiard import util  # type: ignore[import-untyped]
     util.get_logger().propagate = True
-    celery.apps.worker.safe_say = _say  # type: ignore[assignment]
+    celery.apps.worker.safe_say = _say
 
 
 def _say(msg: str, f: object = None) -> None:
