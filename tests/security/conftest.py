@@ -19,14 +19,16 @@ class SecureStack(Stack):
     (password, TLS), through ``server``'s client."""
 
     def __init__(self, server: RedisProcess, redis_url: str, tmp: Path,
-                 env: dict[str, str]) -> None:
-        super().__init__(redis_url, tmp / "routes", tmp / "logs", env=env)
+                 env: dict[str, str], operator_args: list[str] | None = None,
+                 **kwargs: list[str]) -> None:
+        super().__init__(redis_url, tmp / "routes", tmp / "logs", env=env, **kwargs)
         self.routes_dir.mkdir(parents=True, exist_ok=True)
         self.server = server
+        self.operator_args = operator_args or []
 
     def start_operator(self) -> HookfanProcess:
         p = self._spawn("operator", ["operator", "--routes-dir", str(self.routes_dir),
-                                     "--poll-interval", "100ms"])
+                                     "--poll-interval", "100ms", *self.operator_args])
         client = self.server.client()
         wait_until(lambda: client.exists("hookfan:routes") == 1, what="route table published")
         return p
