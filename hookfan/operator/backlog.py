@@ -168,7 +168,7 @@ class BacklogScanner:
     each fresh backlog (the status writer uses it). Never raises."""
 
     def __init__(self, store: Store, stats: OperatorStats, interval: float,
-                 on_scan: Callable[[Backlog], None] = lambda _: None) -> None:
+                 on_scan: Callable[[Backlog], object] = lambda _: None) -> None:
         self.store, self.stats, self.interval, self.on_scan = store, stats, interval, on_scan
 
     def step(self) -> None:

@@ -23,6 +23,7 @@ from hookfan.store import Store
 
 from . import serving
 from .backlog import BacklogScanner, OperatorStats
+from .deliverystatus import DeliveryStatus
 from .filesource import Publisher
 from .kubeclient import Kube, RateLimit, Scope, api_client
 from .kubestatus import StatusWriter
@@ -71,7 +72,13 @@ class Operator:
         self.status = StatusWriter(kube, o.concurrent, self.may_write, self._retry_later)
         self.synced = threading.Event()
         self.stats = OperatorStats(self.may_write, self._restarts)
-        self.scanner = BacklogScanner(store, self.stats, serving.backlog_interval(settings))
+        self.delivery = DeliveryStatus(kube, store, self.may_write, self._objects,
+                                       o.status_interval)
+        self.scanner = BacklogScanner(store, self.stats, serving.backlog_interval(settings),
+                                      self.delivery.update)
+
+    def _objects(self) -> dict[str, dict[str, Any]]:
+        return {f"{ns}/{name}": o for (ns, name), o in self.clones.snapshot().items()}
 
     def _restarts(self) -> dict[str, int]:
         return {w.kind: w.restarts for w in (self.clones, self.services)}
@@ -85,6 +92,7 @@ class Operator:
     def _leadership(self, leader: bool) -> None:
         self.publisher = Publisher(self.store)  # a new term republishes, whatever Redis holds
         self.status.reset()
+        self.delivery.reset()
         self.dirty.set()
 
     def _retry_later(self) -> None:

@@ -11,6 +11,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from hookfan.devstack import free_port
+from tests.operator.conftest import k8s, kube, kubeconfig, run_operator  # noqa: F401
 from tests.support.procs import HookfanProcess, Stack, port_open, wait_until
 
 PROCESSES = ("operator", "app", "worker")

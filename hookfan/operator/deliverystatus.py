@@ -1,0 +1,121 @@
+"""Delivery figures in RequestClone status (``status.delivery``) and Warning Events on dead
+letters, written by the leader.
+
+Figures come from the last backlog scan (pending, dead-lettered) and the per-backend figures the
+workers keep in Redis (delivered, last delivery time, last error). A RequestClone's status is
+patched at most every ``--status-interval``, and only when its figures changed; a dead-letter
+count that grew raises one Warning Event, at most one per RequestClone per ``event_every``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from hookfan.store import Store
+
+from .backlog import Backlog
+from .kubeclient import Kube
+
+log = logging.getLogger(__name__)
+
+EVENT_EVERY = 300.0
+DEAD_LETTERED = "DeadLettered"
+
+
+def _rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def figures(route: str, backlog: Backlog, kept: Mapping[str, str]) -> dict[str, Any]:
+    """``status.delivery`` of the RequestClone ``route`` (``namespace/name``), summed over
+    its backends. Pure. ``kept`` is :meth:`Store.delivery_figures`; ``lastError`` is a status
+    or an error class, never content."""
+    def mine(figure: str) -> list[str]:
+        prefix = f"{figure}:{route} "
+        return [v for k, v in sorted(kept.items()) if k.startswith(prefix)]
+
+    out: dict[str, Any] = {
+        "pending": sum(n for (r, _), n in backlog.pending.items() if r == route),
+        "delivered": sum(int(v) for v in mine("delivered")),
+        "deadLettered": sum(n for (r, _), n in backlog.dead.items() if r == route),
+    }
+    last = [float(v) for v in mine("last_delivered")]
+    if last:
+        out["lastDeliveredTime"] = _rfc3339(max(last))
+    errors = mine("last_error")
+    if errors:
+        out["lastError"] = errors[-1]
+    return out
+
+
+class DeliveryStatus:
+    """Call :meth:`update` with each backlog scan; it writes what changed when due."""
+
+    def __init__(self, kube: Kube, store: Store, allowed: Callable[[], bool],
+                 objects: Callable[[], Mapping[str, Mapping[str, Any]]], interval: float,
+                 event_every: float = EVENT_EVERY) -> None:
+        self.kube, self.store, self.allowed, self.objects = kube, store, allowed, objects
+        self.interval, self.event_every = interval, event_every
+        self._last_run = -interval
+        self._written: dict[str, dict[str, Any]] = {}
+        self._evented: dict[str, float] = {}
+        self.rounds = 0
+        """Completed rounds (each compared every RequestClone's figures)."""
+
+    def reset(self) -> None:
+        """Forget what was written (a new term starts from what the objects carry)."""
+        self._written.clear()
+
+    def update(self, backlog: Backlog) -> int:
+        """Patch every RequestClone whose figures changed, if ``interval`` has passed since
+        the last round; returns how many were patched. API failures are logged and retried
+        next round; Redis failures skip the round."""
+        if time.monotonic() - self._last_run < self.interval or not self.allowed():
+            return 0
+        self._last_run = time.monotonic()
+        try:
+            kept = self.store.delivery_figures()
+        except redis.RedisError as exc:
+            log.warning("delivery status skipped, Redis unavailable: %s", type(exc).__name__)
+            return 0
+        written = 0
+        for key, obj in self.objects().items():
+            written += self._one(key, obj, figures(key, backlog, kept))
+        self.rounds += 1
+        return written
+
+    def _one(self, key: str, obj: Mapping[str, Any], want: dict[str, Any]) -> int:
+        have = (obj.get("status") or {}).get("delivery") or {}
+        before = self._written.get(key, have)
+        if want in (before, have) or not self.allowed():
+            return 0
+        meta = obj["metadata"]
+        try:
+            self.kube.patch_status(meta["namespace"], meta["name"], {"delivery": want})
+        except Exception as exc:
+            log.warning("delivery status not written", extra={"route": key,
+                                                              "error": type(exc).__name__})
+            return 0
+        self._written[key] = want
+        if want["deadLettered"] > int(before.get("deadLettered") or 0):
+            self._warn(key, obj, want)
+        return 1
+
+    def _warn(self, key: str, obj: Mapping[str, Any], want: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now - self._evented.get(key, -self.event_every) < self.event_every:
+            return
+        self._evented[key] = now
+        message = (f"{want['deadLettered']} copies dead-lettered; last error: "
+                   f"{want.get('lastError', 'unknown')}; see `hookfan deadletters list`")
+        try:
+            self.kube.event(dict(obj), "Warning", DEAD_LETTERED, message)
+        except Exception as exc:
+            log.warning("dead-letter event not written", extra={"route": key,
+                                                                "error": type(exc).__name__})
