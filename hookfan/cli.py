@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from hookfan import config, logs
+from hookfan import config, logs, tracing
 from hookfan.config import COMMON, DELIVERY, INTAKE, OPERATOR, SERVING, Flag, Settings
 from hookfan.store import Store, connect
 
@@ -200,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags, handler, _ = COMMANDS[args.command]
     try:
         settings = config.build(flags, vars(args))
+        tracing.require(settings.otel)
     except config.SettingsError as exc:
         print(f"hookfan {args.command}: error: {exc}", file=sys.stderr)
         return 2

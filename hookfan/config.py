@@ -220,6 +220,22 @@ class OperatorSettings:
 
 
 @dataclass(frozen=True)
+class OtelSettings:
+    endpoint: str | None = None
+    """OTLP/gRPC collector (``host:port``); unset: no tracing. Needs the ``otel`` extra."""
+    insecure: bool = False
+    """Plaintext gRPC instead of TLS."""
+    service_name: str = "hookfan"
+    """``service.name`` of every span."""
+    tls_client_cert_path: str | None = None
+    """Client certificate (PEM) for a collector that authenticates clients."""
+    tls_client_key_path: str | None = None
+    """Its private key (PEM)."""
+    tls_root_ca_path: str | None = None
+    """CA bundle (PEM) to verify the collector; default: the system's."""
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "info"
     encoding: str = "json"
@@ -232,6 +248,7 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     operator: OperatorSettings = field(default_factory=OperatorSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    otel: OtelSettings = field(default_factory=OtelSettings)
     metrics_addr: tuple[str, int] | None = None
     health_addr: tuple[str, int] | None = None
 
@@ -349,6 +366,12 @@ OPERATOR = (
 SERVING = (
     Flag("metrics-addr", "metrics_addr", _opt_addr, "Prometheus metrics address"),
     Flag("health-addr", "health_addr", _opt_addr, "health probe address"),
+    Flag("otel-endpoint", "otel.endpoint", str, "OTLP/gRPC collector HOST:PORT (needs [otel])"),
+    Flag("otel-insecure", "otel.insecure", parse_bool, "plaintext gRPC to the collector"),
+    Flag("otel-service-name", "otel.service_name", str, "service.name of spans"),
+    Flag("otel-tls-client-cert-path", "otel.tls_client_cert_path", str, "client cert (PEM)"),
+    Flag("otel-tls-client-key-path", "otel.tls_client_key_path", str, "client key (PEM)"),
+    Flag("otel-tls-root-ca-path", "otel.tls_root_ca_path", str, "collector CA (PEM)"),
     # Shared by app, worker and operator (all take SERVING); the field stays where it was.
     Flag("graceful-shutdown-timeout", "operator.graceful_shutdown_timeout", parse_duration,
          "shutdown bound after SIGTERM"),

@@ -34,17 +34,24 @@ class StoredRequest:
     accepted: float
     """Unix time of acceptance."""
     host: str
+    trace: str = ""
+    """W3C traceparent of the span that stored it, when tracing is on (field ``tp``)."""
 
     def to_fields(self) -> dict[str, str | bytes]:
-        return {"m": self.method, "u": self.uri, "h": json.dumps(self.headers), "b": self.body,
-                "ip": self.client, "t": repr(self.accepted), "host": self.host}
+        fields: dict[str, str | bytes] = {
+            "m": self.method, "u": self.uri, "h": json.dumps(self.headers), "b": self.body,
+            "ip": self.client, "t": repr(self.accepted), "host": self.host}
+        if self.trace:
+            fields["tp"] = self.trace
+        return fields
 
     @classmethod
     def from_fields(cls, f: dict[bytes, bytes]) -> StoredRequest:
         return cls(method=f[b"m"].decode(), uri=f[b"u"].decode("latin-1"),
                    headers=tuple((n, v) for n, v in json.loads(f[b"h"])),
                    body=f[b"b"], client=f[b"ip"].decode(), accepted=float(f[b"t"]),
-                   host=f[b"host"].decode("latin-1"))
+                   host=f[b"host"].decode("latin-1"),
+                   trace=f.get(b"tp", b"").decode("latin-1"))
 
 
 def forward_headers(req: StoredRequest, request_id: str, delivery_id: str,

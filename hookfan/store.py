@@ -363,6 +363,11 @@ class Store:
             pipe.hset(keys.STATS, f["last_error"], reason)
         pipe.execute()
 
+    def trace_parent(self, request_id: str) -> str:
+        """The traceparent stored with a request; empty if none (tracing was off)."""
+        raw = self.r.hget(keys.request(request_id), "tp")
+        return "" if raw is None else str(raw.decode("latin-1"))
+
     def delivery_figures(self) -> dict[str, str]:
         """Every field of :data:`keys.STATS` (see :func:`keys.stat_field`), decoded."""
         return {k.decode(): v.decode() for k, v in self.r.hgetall(keys.STATS).items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -18,6 +19,7 @@ from hookfan.envelope import REQUEST_HEADER, StoredRequest
 from hookfan.metrics import BODY_KEY, NO_ROUTE, ROUTE_KEY, route_label
 from hookfan.routes import Backend, match, normalize_host
 from hookfan.store import Store
+from hookfan.tracing import Tracing
 
 from .routecache import RouteCache
 
@@ -167,8 +169,23 @@ class Intake:
         self.write_timeout = write_timeout
         self.dedupe_headers = dedupe_headers
         self.dedupe_window = dedupe_window
+        self.tracing: Tracing = Tracing()
+        """Set by the server when ``--otel-endpoint`` is given; no-op otherwise."""
 
     def __call__(self) -> Response:
+        """Answer one webhook, inside a ``hookfan.intake`` span (continuing the sender's
+        trace when it sent a traceparent) when tracing is on."""
+        with self.tracing.span("hookfan.intake", "server",
+                               parent=request.headers.get("traceparent"),
+                               attrs={"http.request.method": request.method}) as span:
+            resp = self._answer()
+            if span is not None:
+                span.set_attribute("http.response.status_code", resp.status_code)
+                span.set_attribute("hookfan.route",
+                                   str(request.environ.get(ROUTE_KEY, NO_ROUTE)))
+            return resp
+
+    def _answer(self) -> Response:
         limit = request.max_content_length or 0
         refused = refuse(request.method, request.headers.get("Transfer-Encoding"))
         if refused is not None:
@@ -200,7 +217,9 @@ class Intake:
                                client=request.remote_addr or "", accepted=time.time(), host=host)
         request_id = os.urandom(16).hex()
         try:
-            request_id, copies = self._store(request_id, stored, backends)
+            with self.tracing.span("hookfan.store", attrs={"hookfan.request_id": request_id}):
+                stored = dataclasses.replace(stored, trace=self.tracing.traceparent())
+                request_id, copies = self._store(request_id, stored, backends)
         except redis.RedisError as exc:
             log.error("request not stored, answered 503: %s", type(exc).__name__)
             return error(503, "storage unavailable, retry later", **{"Retry-After": RETRY_AFTER})

@@ -16,7 +16,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 from gunicorn.workers.sync import SyncWorker
 
-from hookfan import metrics
+from hookfan import metrics, tracing
 from hookfan.config import Settings
 from hookfan.health import HealthServer, RedisCheck
 from hookfan.store import Store, connect
@@ -133,6 +133,7 @@ class IntakeServer(BaseApplication):  # type: ignore[misc]
         intake = app.view_functions["intake"]
         assert isinstance(intake, Intake)
         intake.dedupe_headers, intake.dedupe_window = s.dedupe_headers, s.dedupe_window
+        intake.tracing = tracing.setup(self.settings.otel, "app")  # in the worker: after fork
         if self.settings.metrics_addr is not None:
             metrics.install_app(app)
         return app

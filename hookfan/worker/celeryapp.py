@@ -10,7 +10,7 @@ from typing import Any
 
 from celery import Celery, bootsteps, signals
 
-from hookfan import keys, metrics
+from hookfan import keys, metrics, tracing
 from hookfan.config import Settings
 from hookfan.store import Store, connect
 from hookfan.taskmsg import TASK_NAME
@@ -58,7 +58,8 @@ def install(app: Celery, settings: Settings) -> None:
         if "d" not in holder:
             store = Store(connect(settings.redis, timeout=5), settings.delivery.lease)
             recorder = metrics.WorkerMetrics() if settings.metrics_addr is not None else None
-            holder["d"] = Deliverer(store, settings.delivery, observer(store, recorder))
+            holder["d"] = Deliverer(store, settings.delivery, observer(store, recorder),
+                                    tracing.setup(settings.otel, "worker"))
         return holder["d"]
 
     @app.task(  # type: ignore[untyped-decorator]

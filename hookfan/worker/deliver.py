@@ -15,6 +15,7 @@ from hookfan.config import DeliverySettings
 from hookfan.envelope import forward_headers
 from hookfan.policy import Outcome, classify, next_step, parse_retry_after
 from hookfan.store import Attempt, Deferred, Store
+from hookfan.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +66,20 @@ class Deliverer:
     requests keeps headers in a dict, and a copy must carry repeated headers as separate lines."""
 
     def __init__(self, store: Store, settings: DeliverySettings,
-                 observe: Callable[[Attempt, Outcome, str, float], None] | None = None) -> None:
+                 observe: Callable[[Attempt, Outcome, str, float], None] | None = None,
+                 tracing: Tracing | None = None) -> None:
         self.store = store
         self.settings = settings
         self.http = urllib3.PoolManager(num_pools=64, maxsize=4, retries=False)
         self.observe = observe
         """Called with (attempt, outcome, kind, seconds taken) after each finished attempt."""
+        self.tracing = tracing or Tracing()
 
     def attempt(self, delivery_id: str, generation: int) -> str:
         """Make one attempt; returns the outcome kind, ``stale`` for a superseded message, or
         ``deferred`` when the backend already has ``--backend-concurrency`` attempts in flight."""
         s = self.settings
+        begun = time.time_ns()
         # A deferred copy waits about as long as a running attempt may take, jittered so
         # deferred copies do not all come back at once.
         att = self.store.begin(delivery_id, generation, hold=2 * s.delivery_timeout + 5,
@@ -87,8 +91,19 @@ class Deliverer:
             log.debug("attempt deferred: backend at its in-flight cap",
                       extra={"delivery_id": delivery_id})
             return "deferred"
+        parent = self.store.trace_parent(att.request_id) if self.tracing.enabled else None
+        with self.tracing.span("hookfan.deliver", "consumer", parent=parent, start_ns=begun,
+                               attrs=span_attrs(att)):
+            return self._finish(att, generation)
+
+    def _finish(self, att: Attempt, generation: int) -> str:
+        s, delivery_id = self.settings, att.delivery_id
         t0 = time.monotonic()
-        sent = self.send(att)
+        with self.tracing.span(f"HTTP {att.request.method}", "client",
+                               attrs={"server.address": att.backend.url}) as span:
+            sent = self.send(att)
+            if span is not None and sent.status is not None:
+                span.set_attribute("http.response.status_code", sent.status)
         took = time.monotonic() - t0
         outcome = classify(sent.status, sent.error)
         if outcome.kind == "delivered":
@@ -106,7 +121,8 @@ class Deliverer:
 
     def send(self, att: Attempt) -> Sent:
         req = att.request
-        lines = forward_headers(req, att.request_id, att.delivery_id, att.number)
+        lines = self.tracing.outbound(
+            forward_headers(req, att.request_id, att.delivery_id, att.number))
         present = {n.lower() for n, _ in lines}
         # urllib3 would add these when absent; a copy carries only what the sender sent.
         lines += [(n, SKIP_HEADER) for n in ("User-Agent", "Accept-Encoding")
@@ -142,6 +158,13 @@ class Deliverer:
             except Exception as exc:  # figures must never fail a delivery that happened
                 log.warning("attempt not recorded in metrics: %s", type(exc).__name__)
         return kind
+
+
+def span_attrs(att: Attempt) -> dict[str, str | int]:
+    """What a delivery span says: ids, route, backend, attempt number. Never content."""
+    return {"hookfan.delivery_id": att.delivery_id, "hookfan.request_id": att.request_id,
+            "hookfan.route": att.backend.route, "hookfan.backend": att.backend.url,
+            "hookfan.attempt": att.number}
 
 
 def error_reason(exc: Exception) -> str:
