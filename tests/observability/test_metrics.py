@@ -143,3 +143,9 @@ def test_every_metric_has_the_hookfan_prefix_and_conventions(
             assert kind != "summary", (p, name)
             if name.endswith("_seconds") or name.endswith("_bytes"):
                 assert kind in ("histogram", "gauge"), (p, name)
+
+
+def test_every_contract_metric_is_documented() -> None:
+    text = (contract_metrics.__globals__["ROOT"] / "docs" / "metrics.md").read_text()
+    missing = [m for m in contract_metrics() if f"`{m}`" not in text]
+    assert not missing, missing
