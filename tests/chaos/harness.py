@@ -139,6 +139,20 @@ def report(rows: list[Tally]) -> None:
                 fh.write(json.dumps(vars(r)) + "\n")
 
 
+class PortHold:
+    """Keeps a down backend's port: bound but not listening, so connections are refused at
+    once and no other process (tests run in parallel) takes the port meanwhile."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+
+    def release(self) -> None:
+        self.sock.close()
+
+
 def repeat_at_random(times: int, within: float, action: Callable[[int], None],
                      seed: int | None = None) -> None:
     """Run ``action(i)`` ``times`` times at random moments spread over ``within`` seconds."""

@@ -16,7 +16,7 @@ from hookfan.devstack import free_port
 from hookfan.envelope import StoredRequest
 from hookfan.routes import match
 from hookfan.store import Store, connect
-from tests.chaos.harness import Sender, tally, wait_delivered
+from tests.chaos.harness import PortHold, Sender, tally, wait_delivered
 from tests.support.backends import RecordingBackend
 from tests.support.procs import HookfanProcess, wait_until
 
@@ -73,6 +73,7 @@ def test_backlog_of_20000_stays_bounded_and_drains(chaos_stack, chaos_redis, bac
         probe.send_one(f"w{i}")
     warm.wait_for(41)
     warm.stop()
+    hold = PortHold(port)
     idle = rss(worker)
     r = chaos_redis.client()
     wait_until(lambda: r.zcard("hookfan:schedule") == 0, what="warm-up copies settled")
@@ -94,6 +95,7 @@ def test_backlog_of_20000_stays_bounded_and_drains(chaos_stack, chaos_redis, bac
     assert peak <= 1.2 * idle
     assert overhead <= OVERHEAD_LIMIT
     assert after <= piled
+    hold.release()
     back = RecordingBackend(port=port).start()
     backends.append(back)
     probe.accepted = markers

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.chaos.harness import Sender, Tally, repeat_at_random, tally, wait_delivered
+from tests.chaos.harness import PortHold, Sender, Tally, repeat_at_random, tally, wait_delivered
 from tests.support.backends import RecordingBackend
 from tests.support.procs import Stack, wait_until
 
@@ -50,7 +50,9 @@ def test_backend_down_for_a_stretch_gets_everything_after_it_returns(chaos_stack
     sender = Sender(stack.url, host).start()
     sender.wait_accepted(20)
     b.stop()
+    hold = PortHold(b.port)
     time.sleep(DOWN)  # the fault itself: the backend stays down this long while traffic flows
+    hold.release()
     back = RecordingBackend(port=b.port).start()
     backends.append(back)
     sender.wait_accepted(len(sender.accepted) + 20)
