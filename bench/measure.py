@@ -193,6 +193,25 @@ def intake(floor_port: int, hookfan: Hookfan, rounds: int = 3, seconds: float = 
     return Intake(floor_runs, hook_runs)
 
 
+def pending_bytes(system: System, size: int, count: int, host: str = load.HOST) -> float:
+    """Redis ``used_memory`` growth per accepted request while nothing consumes."""
+    before = system.redis.used_memory()
+    ok = load.send_many(system.port, count, load.json_body(size), host=host)
+    return (system.redis.used_memory() - before) / max(1, ok)
+
+
+def naive_memory(naive: System) -> list[tuple[int, float]]:
+    """(body bytes, bytes per pending request) for the baseline with its worker stopped."""
+    assert naive.worker is not None
+    naive.worker.stop()
+    naive.worker = None
+    out = []
+    for size, count in ((1024, 2000), (100 * 1024, 200)):
+        naive.redis.client.delete("celery", "unacked", "unacked_index")
+        out.append((size, pending_bytes(naive, size, count)))
+    return out
+
+
 def memory(hookfan: Hookfan, dead_urls: list[str]) -> list[tuple[int, int, float, float]]:
     """(body bytes, backends, bytes per pending request, target) with no workers running."""
     out = []
@@ -203,11 +222,7 @@ def memory(hookfan: Hookfan, dead_urls: list[str]) -> list[tuple[int, int, float
     for size, count in ((1024, 2000), (100 * 1024, 200)):
         for backends in (1, 5):
             hookfan.clear()
-            before = hookfan.redis.used_memory()
-            ok = load.send_many(hookfan.port, count, load.json_body(size),
-                                host=f"mem{backends}.example.com")
-            after = hookfan.redis.used_memory()
-            per = (after - before) / max(1, ok)
+            per = pending_bytes(hookfan, size, count, f"mem{backends}.example.com")
             out.append((size, backends, per, size + 1024 + 300 * backends))
     hookfan.clear()
     return out

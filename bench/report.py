@@ -21,6 +21,7 @@ class Results:
     hook: EndToEnd
     naive: EndToEnd
     memory: list[tuple[int, int, float, float]]
+    naive_memory: list[tuple[int, float]]
     elapsed: float
 
 
@@ -75,6 +76,9 @@ def rows(r: Results) -> list[tuple[str, str, str, str]]:
         out.append((f"Redis bytes per pending request, {size // 1024} KB body, "
                     f"{backends} backend(s)", _f(per, " B"), f"<= {target:,.0f} B",
                     ok(per <= target)))
+    for size, per in r.naive_memory:
+        out.append((f"naive: Redis bytes per pending request, {size // 1024} KB body, "
+                    f"{COPIES} backends", _f(per, " B"), "", ""))
     return out
 
 

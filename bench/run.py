@@ -86,11 +86,14 @@ def main() -> int:
         drain = measure.warm_up(naive, backends)
         print(f"  naive drains {drain:.0f} copies/s with the intake idle", flush=True)
         e2e_naive = measure.end_to_end(naive, backends, start_rate=0.5 * drain / measure.COPIES)
+        naive_mem = measure.naive_memory(naive)
+        for size, per in naive_mem:
+            print(f"  naive, {size} B body, {measure.COPIES} backends: {per:.0f} B/request")
     finally:
         for thing in reversed(stopping):
             thing.stop()
     elapsed = time.time() - started
-    results = report.Results(intake, e2e_hook, e2e_naive, mem, elapsed)
+    results = report.Results(intake, e2e_hook, e2e_naive, mem, naive_mem, elapsed)
     print(report.table(results))
     report.write(results, ROOT / "docs")
     print(f"bench: wrote docs/performance.md and docs/performance.png in {elapsed:.0f} s")
