@@ -56,9 +56,7 @@ def parse(doc: dict[str, Any], default_namespace: str = "default") -> RequestClo
         err = errors[0]
         where = ".".join(str(p) for p in err.absolute_path) or "(document)"
         raise InvalidSpec(f"{where}: {err.message}")
-    meta = doc.get("metadata") or {}
-    if not meta.get("name"):
-        raise InvalidSpec("metadata.name: required")
+    meta = _metadata(doc.get("metadata"))
     spec = doc["spec"]
     port = spec["backend"]["servicePort"]
     if isinstance(port, str) and port.strip().isdigit():
@@ -66,11 +64,29 @@ def parse(doc: dict[str, Any], default_namespace: str = "default") -> RequestClo
     if isinstance(port, bool) or (isinstance(port, int) and not 0 < port < 65536):
         raise InvalidSpec(f"spec.backend.servicePort: {port!r} is not a port (1-65535)")
     return RequestClone(
-        namespace=str(meta.get("namespace") or default_namespace),
-        name=str(meta.get("name") or ""),
+        namespace=meta.get("namespace") or default_namespace,
+        name=meta["name"],
         host=spec["host"],
         service_name=spec["backend"]["serviceName"],
         service_port=port,
-        generation=int(meta.get("generation") or 0),
+        generation=meta.get("generation") or 0,
         created=str(meta.get("creationTimestamp") or ""),
     )
+
+
+def _metadata(meta: Any) -> dict[str, Any]:
+    """The metadata fields parse relies on, type-checked (the CRD schema covers only spec:
+    Kubernetes owns metadata's schema, but a file can hold anything)."""
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise InvalidSpec("metadata: must be a mapping")
+    if not isinstance(meta.get("name"), str) or not meta["name"]:
+        raise InvalidSpec("metadata.name: required, a non-empty string")
+    if meta.get("namespace") is not None and not isinstance(meta["namespace"], str):
+        raise InvalidSpec("metadata.namespace: must be a string")
+    generation = meta.get("generation")
+    if generation is not None and (isinstance(generation, bool)
+                                   or not isinstance(generation, int)):
+        raise InvalidSpec("metadata.generation: must be an integer")
+    return meta
