@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -83,6 +84,17 @@ def _wait_port(port: int, timeout: float = 10.0) -> None:
     raise SystemExit(f"hookfan dev: nothing listening on port {port} after {timeout:.0f}s")
 
 
+def _dev_secret(data_dir: Path, name: str) -> tuple[Path, Path]:
+    """A random URL-safe password in ``data_dir/name`` (kept across runs, mode 0600, so the
+    AOF's Redis keeps its password), and the path of a 0600 Redis config file beside it."""
+    path, conf = data_dir / name, data_dir / "redis-dev.conf"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(24))
+    conf.touch(mode=0o600)
+    return path, conf
+
+
 def run_dev(settings: Settings, data_dir: str, routes_dir: str, flower: bool) -> int:
     """Start Redis, two echo backends, the operator, the app and a worker; Ctrl-C stops all."""
     if not Path(routes_dir).is_dir():
@@ -96,8 +108,11 @@ def run_dev(settings: Settings, data_dir: str, routes_dir: str, flower: bool) ->
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     rport = free_port()
     url = f"redis://127.0.0.1:{rport}/0"
+    password_file, redis_conf = _dev_secret(Path(data_dir), "redis-password")
+    redis_conf.write_text(f"requirepass {password_file.read_text()}\n")
     me = [sys.executable, "-m", "hookfan.cli"]
-    env = {**os.environ, "HOOKFAN_REDIS_URL": url, "HOOKFAN_LOG_ENCODING": "console"}
+    env = {**os.environ, "HOOKFAN_REDIS_URL": url, "HOOKFAN_LOG_ENCODING": "console",
+           "HOOKFAN_REDIS_PASSWORD_FILE": str(password_file)}
     host, port = settings.intake.http_addr
     aliases = "webhook-receiver-app-1=127.0.0.1:9001,webhook-receiver-app-2=127.0.0.1:9002"
     procs: list[subprocess.Popen[bytes]] = []
@@ -108,7 +123,9 @@ def run_dev(settings: Settings, data_dir: str, routes_dir: str, flower: bool) ->
         procs.append(subprocess.Popen(args, env=env, start_new_session=True))
 
     try:
-        start(redis_args(rport, data_dir) + ["--loglevel", "warning"])
+        # The password comes from a 0600 config file, not the command line (visible to all).
+        server, *rest = redis_args(rport, data_dir)
+        start([server, str(redis_conf), *rest, "--loglevel", "warning"])
         _wait_port(rport)
         start(me + ["echo", "--port", "9001"])
         start(me + ["echo", "--port", "9002"])
@@ -116,7 +133,13 @@ def run_dev(settings: Settings, data_dir: str, routes_dir: str, flower: bool) ->
         start(me + ["worker", "--concurrency", "2"])
         start(me + ["app", "--http-addr", f"{host}:{port}", "--workers", "2"])
         if flower:
-            start([sys.executable, "-m", "celery", "-b", url, "flower", "--port=5555"])
+            # Broker URL and login travel in the environment, not the process list.
+            login = f"admin:{secrets.token_urlsafe(12)}"
+            env["CELERY_BROKER_URL"] = f"redis://:{password_file.read_text()}@127.0.0.1:{rport}/0"
+            env["FLOWER_BASIC_AUTH"] = login
+            start([sys.executable, "-m", "celery", "flower", "--port=5555",
+                   "--address=127.0.0.1"])
+            print(f"Flower: http://127.0.0.1:5555 (login {login})", flush=True)
         _wait_port(port)
         print(f"\nhookfan dev is up: Redis {url} (AOF in {data_dir}), intake on :{port}\n"
               f"  curl -H 'Host: webhook-receiver.example.com' -d '{{\"hello\":1}}' "
