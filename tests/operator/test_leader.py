@@ -90,8 +90,9 @@ def test_only_the_leader_writes_and_a_standby_takes_over_when_it_dies(
     k8s.service("one")
     k8s.clone("one", HOST, "one")
     wait_until(lambda: table(store) == {HOST: [("apps/one", "http://10.0.0.1:80")]},
-               timeout=3, what="leader published")
+               timeout=5, what="leader published")
     wait_until(lambda: k8s.reason("one") == "ServiceBackendReady", timeout=3, what="status")
+    wait_until(lambda: bool(k8s.events("one")), timeout=5, what="the Event for one")
     assert writers(kube) == {str(leader.proc.pid)}
     assert leader.published() >= 1 and standby.published() == 0
     assert status_code(standby.health, "/healthz") == 200
@@ -103,14 +104,15 @@ def test_only_the_leader_writes_and_a_standby_takes_over_when_it_dies(
     # client-go's rule: the standby counts the lease duration from when it last saw the
     # record change, so takeover comes within one lease duration plus its polling.
     assert time.monotonic() - died <= LEASE + 2 * RETRY + 1.0
-    wait_until(lambda: standby.published() >= 1, timeout=3, what="new leader republished")
+    wait_until(lambda: standby.published() >= 1, timeout=5, what="new leader republished")
     k8s.service("two", ip="10.0.0.2")
     k8s.clone("two", HOST, "two")
     wait_until(lambda: table(store) == {HOST: [("apps/one", "http://10.0.0.1:80"),
                                                ("apps/two", "http://10.0.0.2:80")]},
-               timeout=3, what="table correct after takeover")
+               timeout=5, what="table correct after takeover")
     wait_until(lambda: k8s.reason("two") == "ServiceBackendReady", timeout=3, what="status")
     assert writers(kube) == {str(leader.proc.pid), str(standby.proc.pid)}
+    # One Event for one's single transition: the new leader's resync wrote none.
     assert [e[2] for e in k8s.events("one")] == ["ServiceBackendReady"]
 
     standby.proc.stop()  # SIGTERM: shuts down in time and hands the Lease back
