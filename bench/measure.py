@@ -46,13 +46,15 @@ class Step:
     """CPU microseconds per delivered copy in the window."""
     bounded: bool
     errors: int = 0
+    parts: dict[str, float] = field(default_factory=dict)
+    """CPU microseconds per delivered copy by component: app, worker, redis."""
 
 
 def e2e_step(system: System, backends: Backends, rate: float, seconds: float = 6.0,
              settle: float = 2.0) -> Step:
     """Offer ``rate`` requests/s with wrk and watch the backlog: bounded when it grows by less
     than 10 % of the offered copies (plus a little slack for what is in flight)."""
-    samples: list[tuple[float, int, int, float]] = []
+    samples: list[tuple[float, int, int, dict[str, float]]] = []
     stop = threading.Event()
 
     def watch() -> None:
@@ -61,7 +63,7 @@ def e2e_step(system: System, backends: Backends, rate: float, seconds: float = 6
         while not stop.is_set():
             now = time.monotonic()
             if now >= mark:
-                samples.append((now, system.backlog(), backends.count(), system.cpu()))
+                samples.append((now, system.backlog(), backends.count(), system.cpu_parts()))
                 mark += 0.5
             time.sleep(0.05)
 
@@ -78,8 +80,9 @@ def e2e_step(system: System, backends: Backends, rate: float, seconds: float = 6
     growth = (b1 - b0) / span
     delivered = (n1 - n0) / span
     bounded = (b1 - b0) < 0.1 * res.rps * COPIES * span + 20 * COPIES
-    cpu_us = (c1 - c0) / max(1, n1 - n0) * 1e6
-    return Step(rate, res.rps, delivered, growth, cpu_us, bounded, res.errors)
+    parts = {k: (c1[k] - c0[k]) / max(1, n1 - n0) * 1e6 for k in c0}
+    return Step(rate, res.rps, delivered, growth, sum(parts.values()), bounded, res.errors,
+                parts)
 
 
 @dataclass
@@ -93,6 +96,40 @@ class EndToEnd:
     lat_p99_ms: float = float("nan")
     half_cpu_us: float = float("nan")
     half_delivered: int = 0
+    at_max: list[Step] = field(default_factory=list)
+    """The best search step plus the confirmation runs at the same offered rate."""
+
+    def med(self, attr: str) -> float:
+        vals = [getattr(st, attr) for st in self.at_max]
+        return statistics.median(vals) if vals else float("nan")
+
+    def med_part(self, key: str) -> float:
+        vals = [st.parts[key] for st in self.at_max if key in st.parts]
+        return statistics.median(vals) if vals else float("nan")
+
+
+def paired(a: EndToEnd, b: EndToEnd, attr: str) -> float:
+    """Median over runs i of a.at_max[i].attr / b.at_max[i].attr: ratios of runs made close
+    together in time, so both sides saw similar machine noise."""
+    ratios = [getattr(x, attr) / getattr(y, attr)
+              for x, y in zip(a.at_max, b.at_max, strict=False) if getattr(y, attr)]
+    return statistics.median(ratios) if ratios else float("nan")
+
+
+def confirm(systems: list[tuple[System, EndToEnd]], backends: Backends, rounds: int = 2,
+            log: callable = print) -> None:  # type: ignore[valid-type]
+    """Re-run each system's best step ``rounds`` times, alternating between the systems, so
+    the max-rate figures are medians and the ratios come from neighbouring runs."""
+    for _ in range(rounds):
+        for system, e in systems:
+            if e.best is None:
+                continue
+            step = e2e_step(system, backends, e.best.offered)
+            e.at_max.append(step)
+            log(f"  {system.name} again at {e.best.offered:.0f}/s: delivered "
+                f"{step.delivered:.0f} copies/s, backlog {step.growth:+.0f}/s, "
+                f"{step.cpu_us:.0f} us CPU/copy")
+            wait_drained(system)
 
 
 def end_to_end(system: System, backends: Backends, start_rate: float,
@@ -112,6 +149,7 @@ def end_to_end(system: System, backends: Backends, start_rate: float,
         _step(system, backends, (out.best.offered + bad) / 2, out, log)
     if out.best is None:
         return out
+    out.at_max.append(out.best)
     out.half_rate = out.best.achieved / 2
     backends.reset()
     c0 = system.cpu()

@@ -150,9 +150,14 @@ class System:
     redis: RedisServer
     port: int
 
+    def cpu_parts(self) -> dict[str, float]:
+        """CPU seconds so far of the app (master + workers), the worker (main + pool
+        children) and Redis."""
+        return {"app": self.app.cpu(), "worker": self.worker.cpu() if self.worker else 0.0,
+                "redis": self.redis.proc.cpu()}
+
     def cpu(self) -> float:
-        procs = [self.app, self.redis.proc] + ([self.worker] if self.worker else [])
-        return sum(p.cpu() for p in procs)
+        return sum(self.cpu_parts().values())
 
     def backlog(self) -> int:
         raise NotImplementedError

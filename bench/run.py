@@ -75,8 +75,6 @@ def main() -> int:
         drain = measure.warm_up(hook, backends)
         print(f"  hookfan drains {drain:.0f} copies/s with the intake idle", flush=True)
         e2e_hook = measure.end_to_end(hook, backends, start_rate=0.5 * drain / measure.COPIES)
-        hook.stop()
-        stopping.remove(hook)
 
         print("4. naive baseline end to end", flush=True)
         naive = Naive(work, logdir, backends.urls, IntakeSettings().workers,
@@ -86,6 +84,10 @@ def main() -> int:
         drain = measure.warm_up(naive, backends)
         print(f"  naive drains {drain:.0f} copies/s with the intake idle", flush=True)
         e2e_naive = measure.end_to_end(naive, backends, start_rate=0.5 * drain / measure.COPIES)
+        print("3-4. again at each max rate, alternating", flush=True)
+        measure.confirm([(hook, e2e_hook), (naive, e2e_naive)], backends)
+        hook.stop()
+        stopping.remove(hook)
         naive_mem = measure.naive_memory(naive)
         for size, per in naive_mem:
             print(f"  naive, {size} B body, {measure.COPIES} backends: {per:.0f} B/request")
