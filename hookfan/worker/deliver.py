@@ -6,10 +6,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-
-import urllib3
-from urllib3.util import SKIP_HEADER
 
 from hookfan.config import DeliverySettings
 from hookfan.envelope import forward_headers
@@ -17,14 +13,9 @@ from hookfan.policy import Outcome, classify, next_step, parse_retry_after
 from hookfan.store import Attempt, Deferred, Store
 from hookfan.tracing import Tracing
 
+from .transport import Sent, Transport
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Sent:
-    status: int | None
-    error: str | None = None
-    retry_after: str | None = None
 
 
 def origin_form(uri: str) -> str:
@@ -38,39 +29,15 @@ def origin_form(uri: str) -> str:
     return "/" + uri if uri != "*" else "/"
 
 
-class HeaderLines(dict[str, str]):
-    """Header lines sent exactly in this order, repeats included. urllib3 sends
-    ``headers.items()`` one line each; its HTTPHeaderDict would group repeats by name, and
-    requests' dict would merge them."""
-
-    def __init__(self, lines: list[tuple[str, str]]) -> None:
-        super().__init__((n, v) for n, v in lines)
-        self.lines = lines
-
-    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
-        return list(self.lines)
-
-    def copy(self) -> HeaderLines:
-        return HeaderLines(list(self.lines))
-
-    def update(self, *args: object, **kwargs: str) -> None:
-        # urllib3 merges (empty) proxy headers into its copy; nothing else writes here.
-        for other in args:
-            self.lines += list(dict(other).items())  # type: ignore[call-overload]
-        self.lines += list(kwargs.items())
-        super().update(dict(self.lines))
-
-
 class Deliverer:
-    """Owns an HTTP pool per process. urllib3 (requests' engine) is used directly because
-    requests keeps headers in a dict, and a copy must carry repeated headers as separate lines."""
+    """Makes attempts for one process, with its own keep-alive connections to backends."""
 
     def __init__(self, store: Store, settings: DeliverySettings,
                  observe: Callable[[Attempt, Outcome, str, float], None] | None = None,
                  tracing: Tracing | None = None) -> None:
         self.store = store
         self.settings = settings
-        self.http = urllib3.PoolManager(num_pools=64, maxsize=4, retries=False)
+        self.http = Transport(settings.delivery_timeout)
         self.observe = observe
         """Called with (attempt, outcome, kind, seconds taken) after each finished attempt."""
         self.tracing = tracing or Tracing()
@@ -123,29 +90,9 @@ class Deliverer:
         req = att.request
         lines = self.tracing.outbound(
             forward_headers(req, att.request_id, att.delivery_id, att.number))
-        present = {n.lower() for n, _ in lines}
-        # urllib3 would add these when absent; a copy carries only what the sender sent.
-        lines += [(n, SKIP_HEADER) for n in ("User-Agent", "Accept-Encoding")
-                  if n.lower() not in present]
-        headers = HeaderLines(lines)
         had_length = any(n.lower() == "content-length" for n, _ in req.headers)
         body = req.body if (req.body or had_length) else None
-        t = self.settings.delivery_timeout
-        try:
-            # The pool, not PoolManager.urlopen: that one re-parses the URL and removes dot
-            # segments, and the raw path must arrive as received.
-            pool = self.http.connection_from_url(att.backend.url)
-            resp = pool.urlopen(
-                req.method, origin_form(req.uri), body=body, headers=headers,
-                redirect=False, retries=False, timeout=urllib3.Timeout(connect=t, read=t),
-                preload_content=False, assert_same_host=False)
-        except urllib3.exceptions.HTTPError as exc:
-            return Sent(None, error_reason(exc))
-        try:
-            resp.drain_conn()
-        except urllib3.exceptions.HTTPError:
-            resp.release_conn()
-        return Sent(resp.status, retry_after=resp.headers.get("Retry-After"))
+        return self.http.send(att.backend.url, req.method, origin_form(req.uri), lines, body)
 
     def _log(self, att: Attempt, outcome: Outcome, kind: str, took: float) -> str:
         log.info("attempt %s", kind, extra={
@@ -165,16 +112,3 @@ def span_attrs(att: Attempt) -> dict[str, str | int]:
     return {"hookfan.delivery_id": att.delivery_id, "hookfan.request_id": att.request_id,
             "hookfan.route": att.backend.route, "hookfan.backend": att.backend.url,
             "hookfan.attempt": att.number}
-
-
-def error_reason(exc: Exception) -> str:
-    """A class of transport error for the record: never a message that could echo content."""
-    if isinstance(exc, urllib3.exceptions.NameResolutionError):
-        return "DNSFailure"
-    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
-        return "ConnectTimeout"
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):
-        return "ConnectionRefused"
-    if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError):
-        return "Timeout"
-    return type(exc).__name__

@@ -160,10 +160,6 @@ def test_raw_paths_arrive_exactly_as_sent(stack, raw_target):
     assert deliver_paths(stack, raw_target, RAW_PATHS) == sorted(RAW_PATHS)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "urllib3's HTTPConnectionPool.urlopen re-encodes an origin-form target (_encode_target): "
-    "lowercase %-escapes are upper-cased and an invalid %-escape becomes %25; the worker's "
-    "send() must bypass it (hookfan/worker/deliver.py)"))
 def test_lowercase_and_invalid_percent_escapes_arrive_exactly_as_sent(stack, raw_target):
     assert deliver_paths(stack, raw_target, MIXED_CASE_OR_INVALID_ENCODINGS) == sorted(
         MIXED_CASE_OR_INVALID_ENCODINGS)
