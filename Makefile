@@ -22,6 +22,7 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
+	sh scripts/ensure-redis.sh
 	$(BIN)/pytest
 
 bench: install
