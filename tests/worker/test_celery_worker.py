@@ -45,8 +45,12 @@ def test_retry_is_republished_by_the_promoter_from_the_redis_schedule(
         promoter.stop()
 
 
-def test_message_of_an_old_generation_is_skipped(redis_url, store: Store, worker_settings,
-                                                 make_backend):
+def test_message_of_an_old_generation_is_skipped(redis_url, worker_settings, make_backend):
+    # Database 1: the session's Celery worker consumes database 0's queue, and this test makes
+    # the attempts itself.
+    import redis
+    store = Store(redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/1"), lease=5)
+    store.r.flushdb()
     backend = make_backend()
     (did,) = store.accept("req3", stored(b"s"), [Backend("ns/a", backend.url)])
     assert store.claim_due(limit=10) == []  # held by its lease: nothing due yet
