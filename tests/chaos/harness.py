@@ -3,13 +3,16 @@ what every backend received against what the senders were promised (202)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tests.stackfixtures import raw_send
 from tests.support.backends import Received, RecordingBackend
@@ -139,12 +142,36 @@ def report(rows: list[Tally]) -> None:
                 fh.write(json.dumps(vars(r)) + "\n")
 
 
+class Downable(RecordingBackend):
+    """A recording backend that can go down for real: :meth:`down` also cuts the keep-alive
+    connections (RecordingBackend.stop closes only the listener, and a worker's pooled
+    connection would keep being served)."""
+
+    def start(self) -> Downable:
+        super().start()
+        assert self._server is not None
+        serve = self._server.process_request
+        self.conns: list[socket.socket] = []
+
+        def track(request: Any, address: Any) -> None:
+            self.conns.append(request)
+            serve(request, address)
+
+        self._server.process_request = track  # type: ignore[method-assign]
+        return self
+
+    def down(self) -> None:
+        self.stop()
+        for c in self.conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+
+
 class PortHold:
     """Keeps a down backend's port: bound but not listening, so connections are refused at
     once and no other process (tests run in parallel) takes the port meanwhile."""
 
     def __init__(self, port: int) -> None:
-        import socket
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", port))

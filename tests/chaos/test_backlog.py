@@ -16,7 +16,7 @@ from hookfan.devstack import free_port
 from hookfan.envelope import StoredRequest
 from hookfan.routes import match
 from hookfan.store import Store, connect
-from tests.chaos.harness import PortHold, Sender, tally, wait_delivered
+from tests.chaos.harness import Downable, PortHold, Sender, tally, wait_delivered
 from tests.support.backends import RecordingBackend
 from tests.support.procs import HookfanProcess, wait_until
 
@@ -60,10 +60,10 @@ def pile(store: Store, host: str, count: int) -> tuple[set[str], int]:
     return markers, size
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1000)
 def test_backlog_of_20000_stays_bounded_and_drains(chaos_stack, chaos_redis, backends):
     port, host = free_port(), "backlog.example.com"
-    warm = RecordingBackend(port=port).start()
+    warm = Downable(port=port).start()
     backends.append(warm)
     stack, _ = chaos_stack(host, [warm], worker_args=["--concurrency", "4"])
     worker = stack.procs["worker"]
@@ -72,7 +72,7 @@ def test_backlog_of_20000_stays_bounded_and_drains(chaos_stack, chaos_redis, bac
     for i in range(40):  # every pool child has loaded its code and opened its pools
         probe.send_one(f"w{i}")
     warm.wait_for(41)
-    warm.stop()
+    warm.down()
     hold = PortHold(port)
     idle = rss(worker)
     r = chaos_redis.client()
@@ -100,6 +100,6 @@ def test_backlog_of_20000_stays_bounded_and_drains(chaos_stack, chaos_redis, bac
     backends.append(back)
     probe.accepted = markers
     probe.sent = COPIES
-    wait_delivered([back], markers, timeout=400)
+    wait_delivered([back], markers, timeout=800)
     rows = tally("backlog 20k, dead backend", probe, {"backend": [back]}, started)
     assert rows[0].lost == 0 and rows[0].duplicates <= 2 * 4  # faults x in-flight window

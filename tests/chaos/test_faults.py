@@ -15,7 +15,15 @@ import time
 
 import pytest
 
-from tests.chaos.harness import PortHold, Sender, Tally, repeat_at_random, tally, wait_delivered
+from tests.chaos.harness import (
+    Downable,
+    PortHold,
+    Sender,
+    Tally,
+    repeat_at_random,
+    tally,
+    wait_delivered,
+)
 from tests.support.backends import RecordingBackend
 from tests.support.procs import Stack, wait_until
 
@@ -43,13 +51,14 @@ def check(rows: list[Tally], faults: int, workers: int = 1) -> None:
 
 def test_backend_down_for_a_stretch_gets_everything_after_it_returns(chaos_stack, make_backend,
                                                                       backends):
-    a, b = make_backend(), make_backend()
+    a, b = make_backend(), Downable().start()
+    backends.append(b)
     host = "down.example.com"
     stack, _ = chaos_stack(host, [a, b])
     started = time.monotonic()
     sender = Sender(stack.url, host).start()
     sender.wait_accepted(20)
-    b.stop()
+    b.down()
     hold = PortHold(b.port)
     time.sleep(DOWN)  # the fault itself: the backend stays down this long while traffic flows
     hold.release()
