@@ -21,6 +21,15 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "external-redis": {"redis": {"external": {"url": "rediss://redis.example.internal:6380/2"},
                                  "auth": {"existingSecret": "redis-creds", "key": "password"}}},
+    # TLS to an external Redis: CA and client certificate (with a password), and CA only.
+    "external-redis-tls": {"redis": {"external": {"url": "rediss://redis.example.internal:6380/2",
+                                                  "tls": {"enabled": True,
+                                                          "existingSecret": "redis-tls"}},
+                                     "auth": {"existingSecret": "redis-creds", "key": "password"}}},
+    "external-redis-tls-ca-only": {"redis": {"external": {
+        "url": "rediss://redis.example.internal:6380/0",
+        "tls": {"enabled": True, "existingSecret": "redis-ca", "caKey": "bundle.pem",
+                "certKey": "", "keyKey": ""}}}},
     "builtin-redis-with-password": {"redis": {"auth": {"existingSecret": "redis-creds"}}},
     "flower-off": {"flower": {"enabled": False}},
     "flower-existing-secret": {"flower": {"basicAuth": {"existingSecret": "flower-creds"}}},

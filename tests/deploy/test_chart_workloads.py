@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,8 @@ def hookfan_container(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
     return c
 
 
-@pytest.mark.parametrize("scenario", ["defaults", "external-redis", "builtin-redis-with-password"])
+@pytest.mark.parametrize("scenario", ["defaults", "external-redis", "builtin-redis-with-password",
+                                      "external-redis-tls"])
 def test_every_container_is_hardened(rendered: dict[str, list[dict[str, Any]]],
                                      scenario: str) -> None:
     names = set()
@@ -157,7 +159,7 @@ def _all_env(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("scenario", ["defaults", "external-redis", "builtin-redis-with-password",
-                                      "flower-existing-secret"])
+                                      "flower-existing-secret", "external-redis-tls"])
 def test_no_secret_value_in_plain_text_in_a_workload(
         rendered: dict[str, list[dict[str, Any]]], scenario: str) -> None:
     docs = rendered[scenario]
@@ -199,9 +201,10 @@ def test_flower_builds_its_broker_url_from_the_secret(
     env = {e["name"]: e for e in c["env"]}
     assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
         "name": "redis-creds", "key": "password"}
-    # Kubernetes expands $(REDIS_PASSWORD) from the earlier variable at container start.
+    # Kubernetes expands $(REDIS_PASSWORD) from the earlier variable at container start. A
+    # rediss:// URL always asks kombu to verify the server (it would otherwise turn checks off).
     assert env["REDIS_URL"]["value"] == \
-        "rediss://:$(REDIS_PASSWORD)@redis.example.internal:6380/2"
+        "rediss://:$(REDIS_PASSWORD)@redis.example.internal:6380/2?ssl_cert_reqs=required"
     names = [e["name"] for e in c["env"]]
     assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL")
 
@@ -245,10 +248,12 @@ def test_metrics_service_selects_only_pods_with_a_metrics_port(
     assert sorted(w["metadata"]["name"] for w in chosen) == sorted(HOOKFAN)
 
 
-@pytest.mark.parametrize("scenario", ["defaults", "external-redis", "namespaced"])
+@pytest.mark.parametrize("scenario", ["defaults", "external-redis", "namespaced",
+                                      "external-redis-tls", "external-redis-tls-ca-only"])
 @pytest.mark.parametrize("name", HOOKFAN)
 def test_the_cli_accepts_every_flag_and_variable_the_chart_passes(
-        rendered: dict[str, list[dict[str, Any]]], scenario: str, name: str) -> None:
+        rendered: dict[str, list[dict[str, Any]]], scenario: str, name: str,
+        tmp_path: Path) -> None:
     from hookfan import cli, config
 
     c = hookfan_container(rendered[scenario], name)
@@ -258,7 +263,22 @@ def test_the_cli_accepts_every_flag_and_variable_the_chart_passes(
         pytest.fail(f"hookfan rejects the chart's args for {name}: {c['args']}")
     flags, _, _ = cli.COMMANDS[args.command]
     env = {e["name"]: e["value"] for e in c["env"] if e["name"].startswith("HOOKFAN_")}
-    env.pop("HOOKFAN_REDIS_PASSWORD_FILE", None)  # the file exists only in the pod
+    # The mounted files exist only in the pod: recreate each under tmp_path (the CLI refuses a
+    # missing file), keeping the path's shape, so the variables themselves are what is checked.
+    pod_files = {}
+    for var in [v for v in env if v.endswith("_FILE")]:
+        local = tmp_path / env[var].lstrip("/")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text("x\n")
+        pod_files[var], env[var] = env[var], str(local)
     settings = config.build(flags, vars(args), environ=env)
     assert settings.health_addr == ("0.0.0.0", 9557)
     assert settings.metrics_addr == ("0.0.0.0", 9556)
+    files = {"HOOKFAN_REDIS_PASSWORD_FILE": settings.redis.password_file,
+             "HOOKFAN_REDIS_TLS_CA_FILE": settings.redis.tls_ca_file,
+             "HOOKFAN_REDIS_TLS_CERT_FILE": settings.redis.tls_cert_file,
+             "HOOKFAN_REDIS_TLS_KEY_FILE": settings.redis.tls_key_file}
+    assert {var: path for var, path in files.items() if path} == {
+        var: str(tmp_path / pod.lstrip("/")) for var, pod in pod_files.items()}
+    if scenario.startswith("external-redis-tls"):
+        assert settings.redis.tls and settings.redis.ssl_options()

@@ -101,3 +101,112 @@ def test_every_hookfan_process_uses_the_one_image_and_the_compose_redis() -> Non
     for name in ("operator", "app", "worker"):
         assert services[name]["environment"]["HOOKFAN_REDIS_URL"] == "redis://redis:6379/0"
     assert services["flower"]["command"][:3] == ["-b", "redis://redis:6379/0", "flower"]
+
+
+# compose.tls.yaml: the same stack against an external Redis over TLS.
+TLS_FILE = ROOT / "compose.tls.yaml"
+TLS_URL = "rediss://:s3cret@redis.example.internal:6380/0"
+HOOKFAN_SERVICES = ("operator", "app", "worker")
+# kombu/redis-py TLS option -> the variable of compose.tls.yaml that sets its file.
+SSL_VARS = {"ssl_ca_certs": "REDIS_TLS_CA_FILE", "ssl_certfile": "REDIS_TLS_CERT_FILE",
+            "ssl_keyfile": "REDIS_TLS_KEY_FILE"}
+
+
+def run_compose_files(paths: list[Path], *args: str,
+                      env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    files = [a for p in paths for a in ("-f", str(p))]
+    return subprocess.run([str(BINARY), *files, *args], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env={"PATH": "/usr/bin:/bin", **(env or {})})
+
+
+def tls_model(**env: str) -> dict[str, Any]:
+    done = run_compose_files([COMPOSE_FILE, TLS_FILE], "config", "--format", "json",
+                             env={"REDIS_TLS_URL": TLS_URL, **env})
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def flower_broker_ssl(model: dict[str, Any]) -> dict[str, Any]:
+    """What kombu makes of Flower's `celery -b URL`: the URL's ssl_* query as TLS options."""
+    from kombu import Connection
+
+    cmd = model["services"]["flower"]["command"]
+    assert cmd[0] == "-b" and cmd[2] == "flower"
+    conn = Connection(cmd[1])
+    assert conn.transport_cls == "rediss" and conn.password == "s3cret"
+    return dict(conn.ssl)
+
+
+def test_tls_override_config_quiet_accepts_the_files() -> None:
+    done = run_compose_files([COMPOSE_FILE, TLS_FILE], "config", "--quiet",
+                             env={"REDIS_TLS_URL": TLS_URL})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+
+
+def test_tls_override_refuses_to_start_without_the_url() -> None:
+    done = run_compose_files([COMPOSE_FILE, TLS_FILE], "config", "--quiet")
+    assert done.returncode != 0
+    assert "REDIS_TLS_URL" in done.stderr
+
+
+def test_tls_override_points_every_process_at_the_certs() -> None:
+    import ssl
+
+    model = tls_model()
+    services = model["services"]
+    assert "redis" not in services  # the bundled Redis is not started, and nobody waits for it
+    for name, svc in services.items():
+        assert "redis" not in (svc.get("depends_on") or {}), name
+    for name in HOOKFAN_SERVICES + ("flower",):
+        certs = [v for v in services[name]["volumes"] if v["target"] == "/certs"]
+        assert len(certs) == 1, name
+        assert Path(certs[0]["source"]) == ROOT / "certs" and certs[0]["read_only"] is True
+    for name in HOOKFAN_SERVICES:
+        env = services[name]["environment"]
+        assert env["HOOKFAN_REDIS_URL"] == TLS_URL
+        assert env["HOOKFAN_REDIS_TLS_CA_FILE"] == "/certs/ca.crt"
+        assert env["HOOKFAN_REDIS_TLS_CERT_FILE"] == "/certs/tls.crt"
+        assert env["HOOKFAN_REDIS_TLS_KEY_FILE"] == "/certs/tls.key"
+    # compose.yaml's own wiring survives the override.
+    assert services["operator"]["command"][:3] == ["operator", "--routes-dir", "/routes"]
+    assert services["app"]["depends_on"]["operator"]["condition"] == "service_healthy"
+    assert services["app"]["environment"]["PROMETHEUS_MULTIPROC_DIR"] == "/tmp"
+    assert flower_broker_ssl(model) == {"ssl_cert_reqs": ssl.CERT_REQUIRED,
+                                        "ssl_ca_certs": "/certs/ca.crt",
+                                        "ssl_certfile": "/certs/tls.crt",
+                                        "ssl_keyfile": "/certs/tls.key"}
+
+
+@pytest.mark.parametrize("env", [
+    {},
+    {"REDIS_TLS_CERT_FILE": "", "REDIS_TLS_KEY_FILE": ""},
+    {"REDIS_TLS_CA_FILE": ""},
+], ids=["ca-and-client-cert", "ca-only", "system-cas-and-client-cert"])
+def test_the_cli_and_kombu_accept_the_tls_override(env: dict[str, str], tmp_path: Path) -> None:
+    import ssl
+
+    from hookfan import cli, config
+
+    model = tls_model(**env)
+    for name in HOOKFAN_SERVICES:
+        svc_env = {k: v for k, v in model["services"][name]["environment"].items()
+                   if k.startswith("HOOKFAN_")}
+        # The certificates exist only in the container: recreate them under tmp_path.
+        for var, path in svc_env.items():
+            if var.endswith("_FILE") and path:
+                local = tmp_path / path.lstrip("/")
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_text("x\n")
+                svc_env[var] = str(local)
+        args = cli.parser().parse_args(model["services"][name]["command"])
+        flags, _, _ = cli.COMMANDS[args.command]
+        settings = config.build(flags, vars(args), environ=svc_env)
+        assert settings.redis.tls
+        expected = {k for k, var in SSL_VARS.items() if env.get(var, "default") != ""}
+        assert set(settings.redis.ssl_options()) == expected
+    # Flower: an empty ssl_* query value is dropped, verification stays on.
+    flower = flower_broker_ssl(model)
+    assert flower.pop("ssl_cert_reqs") == ssl.CERT_REQUIRED
+    assert set(flower) == expected

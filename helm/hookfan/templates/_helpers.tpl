@@ -63,6 +63,41 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "hookfan.redisPasswordPath" -}}/etc/hookfan/redis/password{{- end -}}
 
+{{- define "hookfan.redisTLSDir" -}}/etc/hookfan/redis-tls{{- end -}}
+
+{{/*
+TLS to an external Redis from redis.external.tls: the files of the Secret that are used, as
+lines "<env variable> <file name in the mount> <key in the Secret>" (the CA only if caKey is set,
+the client pair only if certKey and keyKey are). Fails on values that cannot work together.
+*/}}
+{{- define "hookfan.redisTLSFiles" -}}
+{{- $tls := .Values.redis.external.tls -}}
+{{- if $tls.enabled -}}
+{{- if not .Values.redis.external.url -}}
+{{- fail "redis.external.tls.enabled=true needs an external Redis: set redis.external.url to its rediss:// URL (the built-in Redis speaks no TLS), or set redis.external.tls.enabled=false" -}}
+{{- end -}}
+{{- if not (hasPrefix "rediss://" .Values.redis.external.url) -}}
+{{- fail (printf "redis.external.tls.enabled=true needs a rediss:// redis.external.url (it is %q): write the URL with rediss://, or set redis.external.tls.enabled=false" (include "hookfan.redisURL" .)) -}}
+{{- end -}}
+{{- if not $tls.existingSecret -}}
+{{- fail "redis.external.tls.enabled=true needs redis.external.tls.existingSecret: the Secret holding the CA (caKey) and/or the client certificate (certKey, keyKey)" -}}
+{{- end -}}
+{{- if ne (empty $tls.certKey) (empty $tls.keyKey) -}}
+{{- fail "redis.external.tls.certKey and redis.external.tls.keyKey go together: set both (client certificate) or neither" -}}
+{{- end -}}
+{{- if and (empty $tls.caKey) (empty $tls.certKey) -}}
+{{- fail "redis.external.tls.existingSecret is used for nothing: set redis.external.tls.caKey and/or certKey+keyKey, or set redis.external.tls.enabled=false (a rediss:// URL alone verifies Redis against the system CAs)" -}}
+{{- end -}}
+{{- with $tls.caKey }}
+HOOKFAN_REDIS_TLS_CA_FILE ca.crt {{ . }}
+{{- end }}
+{{- if $tls.certKey }}
+HOOKFAN_REDIS_TLS_CERT_FILE tls.crt {{ $tls.certKey }}
+HOOKFAN_REDIS_TLS_KEY_FILE tls.key {{ $tls.keyKey }}
+{{- end }}
+{{- end -}}
+{{- end -}}
+
 {{/* The task time limit the worker applies (hookfan/worker/celeryapp.py): 3*timeout+10. */}}
 {{- define "hookfan.taskTimeLimit" -}}
 {{- add (mul 3 (int .Values.delivery.timeoutSeconds)) 10 -}}
@@ -91,6 +126,34 @@ deadletters list` in any hookfan container finds the same Redis. The password is
 - name: HOOKFAN_REDIS_PASSWORD_FILE
   value: {{ include "hookfan.redisPasswordPath" . }}
 {{- end }}
+{{- range (include "hookfan.redisTLSFiles" . | trim | splitList "\n" | compact) }}
+{{- $f := splitList " " . }}
+- name: {{ index $f 0 }}
+  value: {{ printf "%s/%s" (include "hookfan.redisTLSDir" $) (index $f 1) }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Flower's broker URL (Celery reads it with kombu). The password comes from $(REDIS_PASSWORD),
+which Kubernetes expands at container start. For rediss:// the TLS options travel in the query,
+which kombu's URL parser turns into the redis transport's ssl options: without them kombu would
+connect with certificate checks off.
+*/}}
+{{- define "hookfan.flowerBrokerURL" -}}
+{{- $url := include "hookfan.redisURL" . -}}
+{{- if .Values.redis.auth.existingSecret -}}
+{{- $url = regexReplaceAll "^(rediss?)://" $url "${1}://:$(REDIS_PASSWORD)@" -}}
+{{- end -}}
+{{- if hasPrefix "rediss://" $url -}}
+{{- $query := list "ssl_cert_reqs=required" -}}
+{{- $names := dict "HOOKFAN_REDIS_TLS_CA_FILE" "ssl_ca_certs" "HOOKFAN_REDIS_TLS_CERT_FILE" "ssl_certfile" "HOOKFAN_REDIS_TLS_KEY_FILE" "ssl_keyfile" -}}
+{{- range (include "hookfan.redisTLSFiles" . | trim | splitList "\n" | compact) -}}
+{{- $f := splitList " " . -}}
+{{- $query = append $query (printf "%s=%s/%s" (get $names (index $f 0)) (include "hookfan.redisTLSDir" $) (index $f 1)) -}}
+{{- end -}}
+{{- $url = printf "%s?%s" $url (join "&" $query) -}}
+{{- end -}}
+{{- $url -}}
 {{- end -}}
 
 {{/* Flags every serving hookfan process takes. */}}
@@ -112,7 +175,8 @@ deadletters list` in any hookfan container finds the same Redis. The password is
 - --max-retry-age={{ .Values.delivery.maxRetryAge }}
 {{- end -}}
 
-{{/* Volumes and mounts shared by hookfan containers: writable /tmp, and the Redis password. */}}
+{{/* Volumes and mounts shared by hookfan containers: writable /tmp, the Redis password and the
+Redis TLS files. */}}
 {{- define "hookfan.volumes" -}}
 - name: tmp
   emptyDir: {}
@@ -125,6 +189,32 @@ deadletters list` in any hookfan container finds the same Redis. The password is
       - key: {{ .Values.redis.auth.key }}
         path: password
 {{- end }}
+{{- include "hookfan.redisTLSVolume" . }}
+{{- end -}}
+
+{{/* The Secret of redis.external.tls, only the keys in use, under fixed file names. */}}
+{{- define "hookfan.redisTLSVolume" -}}
+{{- $files := include "hookfan.redisTLSFiles" . | trim | splitList "\n" | compact -}}
+{{- if $files }}
+- name: redis-tls
+  secret:
+    secretName: {{ .Values.redis.external.tls.existingSecret }}
+    defaultMode: 0440
+    items:
+    {{- range $files }}
+    {{- $f := splitList " " . }}
+      - key: {{ index $f 2 | quote }}
+        path: {{ index $f 1 }}
+    {{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "hookfan.redisTLSVolumeMount" -}}
+{{- if include "hookfan.redisTLSFiles" . | trim }}
+- name: redis-tls
+  mountPath: {{ include "hookfan.redisTLSDir" . }}
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{- define "hookfan.volumeMounts" -}}
@@ -135,6 +225,7 @@ deadletters list` in any hookfan container finds the same Redis. The password is
   mountPath: /etc/hookfan/redis
   readOnly: true
 {{- end }}
+{{- include "hookfan.redisTLSVolumeMount" . }}
 {{- end -}}
 
 {{/*
