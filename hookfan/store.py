@@ -21,6 +21,29 @@ from hookfan.envelope import StoredRequest
 from hookfan.routes import Backend, RouteTable
 from hookfan.taskmsg import task_message
 
+_ACCEPT = """
+if ARGV[4] == '1' then
+  local first = redis.call('GET', KEYS[4])
+  if first then return first end
+end
+local n = tonumber(ARGV[1])
+local k = tonumber(ARGV[8])
+local i = 9
+local fields = {}
+for j = 1, 2 * k do fields[j] = ARGV[i]; i = i + 1 end
+redis.call('HSET', KEYS[1], 'n', n, unpack(fields))
+for _ = 1, n do
+  local did = ARGV[i]
+  redis.call('HSET', ARGV[7] .. did, 'r', ARGV[6], 'b', ARGV[i + 1], 'route', ARGV[i + 2],
+             'a', 0, 'g', 1, 's', 'p', 't0', ARGV[3])
+  redis.call('ZADD', KEYS[2], ARGV[2], did)
+  redis.call('LPUSH', KEYS[3], ARGV[i + 3])
+  i = i + 4
+end
+if ARGV[4] == '1' then redis.call('SET', KEYS[4], ARGV[6] .. ':' .. n, 'PX', ARGV[5]) end
+return false
+"""
+
 _BEGIN = """
 local d = redis.call('HMGET', KEYS[1], 'g', 's', 'r', 'b', 'route', 't0')
 if not d[1] or d[1] ~= ARGV[2] or d[2] ~= 'p' then return false end
@@ -175,6 +198,7 @@ class Store:
         # redis-py's stubs type replies as bytes | str; this client always returns bytes.
         self.r: Any = client
         self.lease = lease
+        self._accept = client.register_script(_ACCEPT)
         self._begin = client.register_script(_BEGIN)
         self._complete = client.register_script(_COMPLETE)
         self._retry = client.register_script(_RETRY)
@@ -206,57 +230,47 @@ class Store:
     # -- intake ------------------------------------------------------------------------------
     def accept(self, request_id: str, req: StoredRequest, backends: Sequence[Backend]) -> list[str]:
         """Store the request once, one delivery record per backend, their schedule entries and
-        first task messages, all in one MULTI/EXEC. Raises redis errors; nothing is half-written.
-        """
-        pipe = self.r.pipeline(transaction=True)
-        ids = self._queue_accept(pipe, request_id, req, backends)
-        pipe.execute()
+        first task messages, in one Lua script (atomic, one round trip, one reply to parse).
+        Raises redis errors; nothing is half-written."""
+        keys_, args, ids = self._accept_call(request_id, req, backends)
+        self._accept(keys=keys_, args=args)
         return ids
 
     def accept_batch(self, entries: Sequence[tuple[str, StoredRequest, Sequence[Backend]]]
                      ) -> None:
-        """:meth:`accept` for many requests in one MULTI/EXEC (bulk loads: benchmarks, the
-        backlog test). All or nothing, like :meth:`accept`."""
-        pipe = self.r.pipeline(transaction=True)
+        """:meth:`accept` for many requests in one pipeline (bulk loads: benchmarks, the
+        backlog test). Each request is written atomically; the batch as a whole is not."""
+        pipe = self.r.pipeline(transaction=False)
         for request_id, req, backends in entries:
-            self._queue_accept(pipe, request_id, req, backends)
+            keys_, args, _ = self._accept_call(request_id, req, backends)
+            self._accept(keys=keys_, args=args, client=pipe)
         pipe.execute()
 
     def accept_once(self, request_id: str, req: StoredRequest, backends: Sequence[Backend],
                     dedupe_key: str, window: float) -> Accepted:
         """As :meth:`accept`, unless ``dedupe_key`` already names a request accepted within
         ``window`` seconds: then nothing is written and that request is returned. The check and
-        the write are one WATCH/MULTI transaction, so two identical requests racing each other
-        store one set of deliveries. Raises redis errors; nothing is half-written."""
-        with self.r.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(dedupe_key)
-                    first = pipe.get(dedupe_key)
-                    if first is not None:
-                        rid, _, n = first.decode().partition(":")
-                        return Accepted(rid, int(n or 0), True)
-                    pipe.multi()
-                    ids = self._queue_accept(pipe, request_id, req, backends)
-                    pipe.set(dedupe_key, f"{request_id}:{len(ids)}", px=max(1, int(window * 1000)))
-                    pipe.execute()
-                    return Accepted(request_id, len(ids), False)
-                except redis.WatchError:
-                    continue  # another request took the key first: read what it stored
+        the write are one Lua script, so two identical requests racing each other store one set
+        of deliveries. Raises redis errors; nothing is half-written."""
+        keys_, args, ids = self._accept_call(request_id, req, backends, dedupe_key, window)
+        first = self._accept(keys=keys_, args=args)
+        if first:
+            rid, _, n = first.decode().partition(":")
+            return Accepted(rid, int(n or 0), True)
+        return Accepted(request_id, len(ids), False)
 
-    def _queue_accept(self, pipe: Any, request_id: str, req: StoredRequest,
-                      backends: Sequence[Backend]) -> list[str]:
+    def _accept_call(self, request_id: str, req: StoredRequest, backends: Sequence[Backend],
+                     dedupe_key: str | None = None, window: float = 0.0
+                     ) -> tuple[list[str], list[Any], list[str]]:
         ids = keys.delivery_ids(request_id, len(backends))
-        fields: dict[str, Any] = dict(req.to_fields())
-        fields["n"] = len(backends)
-        pipe.hset(keys.request(request_id), mapping=fields)
+        fields = [x for pair in req.to_fields().items() for x in pair]
+        args: list[Any] = [len(ids), req.accepted + self.lease, repr(req.accepted),
+                           "1" if dedupe_key else "0", max(1, int(window * 1000)), request_id,
+                           keys.DELIVERY, len(fields) // 2, *fields]
         for did, backend in zip(ids, backends, strict=True):
-            pipe.hset(keys.delivery(did), mapping={
-                "r": request_id, "b": backend.url, "route": backend.route,
-                "a": 0, "g": 1, "s": "p", "t0": repr(req.accepted)})
-        pipe.zadd(keys.SCHEDULE, {did: req.accepted + self.lease for did in ids})
-        pipe.lpush(keys.QUEUE, *[task_message(keys.QUEUE, did, 1) for did in ids])
-        return ids
+            args += [did, backend.url, backend.route, task_message(keys.QUEUE, did, 1)]
+        keys_ = [keys.request(request_id), keys.SCHEDULE, keys.QUEUE, dedupe_key or keys.SCHEDULE]
+        return keys_, args, ids
 
     # -- worker ------------------------------------------------------------------------------
     def begin(self, delivery_id: str, generation: int, hold: float, cap: int = 0,
