@@ -15,6 +15,8 @@ from typing import Any
 
 import redis
 
+from hookfan import forkgate
+
 
 class HealthServer:
     def __init__(self, addr: tuple[str, int], ready: Callable[[], bool],
@@ -73,7 +75,8 @@ class RedisCheck:
             if time.monotonic() - self._at < self.ttl:
                 return self._ok
             try:
-                self._ok = bool(self.probe(self.client))
+                with forkgate.held():
+                    self._ok = bool(self.probe(self.client))
             except redis.RedisError:
                 self._ok = False
             self._at = time.monotonic()

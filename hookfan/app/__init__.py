@@ -29,7 +29,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app = IntakeFlask("hookfan.app")
     app.config["MAX_CONTENT_LENGTH"] = settings.intake.body_size_limit
     routes = RouteCache(store)
-    app.view_functions["intake"] = Intake(store, routes, settings.intake.proxy_write_timeout)
+    app.view_functions["intake"] = Intake(store, routes, settings.intake.proxy_write_timeout,
+                                          dedupe_headers=settings.intake.dedupe_headers,
+                                          dedupe_window=settings.intake.dedupe_window)
     app.extensions["hookfan.routes"] = routes
     install_request_log(app)
     return app

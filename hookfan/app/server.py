@@ -128,11 +128,8 @@ class IntakeServer(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         app = create_app(self.settings)
-        s = self.settings.intake
-        # create_app builds the view without de-duplication; switch it on from the flags here.
         intake = app.view_functions["intake"]
         assert isinstance(intake, Intake)
-        intake.dedupe_headers, intake.dedupe_window = s.dedupe_headers, s.dedupe_window
         intake.tracing = tracing.setup(self.settings.otel, "app")  # in the worker: after fork
         if self.settings.metrics_addr is not None:
             metrics.install_app(app)

@@ -13,6 +13,7 @@ import time
 
 import redis
 
+from hookfan import forkgate
 from hookfan.store import Store
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ class Promoter:
         delay = 0.0
         while not self._stop.wait(delay):
             try:
-                delay = self.step()
+                with forkgate.held():
+                    delay = self.step()
             except redis.RedisError as exc:
                 log.warning("promoter: Redis unavailable (%s), retrying", type(exc).__name__)
                 delay = 1.0

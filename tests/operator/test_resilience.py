@@ -53,7 +53,8 @@ def test_two_namespaces_racing_for_a_host_the_oldest_keeps_it(
                "only the owner routed")
     eventually(lambda: k8s.reason("app", "team-b") == "HostClaimedByOtherNamespace", "claimed")
     assert "team-a" in (k8s.ready("app", "team-b") or {})["message"]
-    assert ("app", "Warning", "HostClaimedByOtherNamespace") in k8s.events("app")
+    eventually(lambda: ("app", "Warning", "HostClaimedByOtherNamespace") in k8s.events("app"),
+               "the Warning Event")
     # The loser deletes and re-creates: it is now even younger and still loses.
     k8s.custom.delete_namespaced_custom_object("proxy.infra.doodle.com", "v1beta1", "team-b",
                                                "requestclones", "app")

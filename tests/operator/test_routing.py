@@ -30,9 +30,9 @@ def test_two_clones_with_one_host_route_to_both_services(
     assert cond is not None and cond["status"] == "True"
     assert cond["observedGeneration"] == cond["generation"] == 1
     assert "http://10.0.0.1:80" in cond["message"]
-    assert sorted(k8s.events()) == [
+    eventually(lambda: sorted(k8s.events()) == [
         ("webhook-receiver-app-1", "Normal", "ServiceBackendReady"),
-        ("webhook-receiver-app-2", "Normal", "ServiceBackendReady")]
+        ("webhook-receiver-app-2", "Normal", "ServiceBackendReady")], "one Event each")
 
 
 def test_missing_service_is_reported_then_resolved_when_it_appears(
@@ -47,8 +47,9 @@ def test_missing_service_is_reported_then_resolved_when_it_appears(
     eventually(lambda: table(store) == {HOST: [("apps/app", "http://10.0.0.7:80")]},
                "routed once the Service exists")
     eventually(lambda: k8s.reason("app") == "ServiceBackendReady", "Ready after create")
-    assert k8s.events("app") == [("app", "Warning", "ServiceNotFound"),
-                                 ("app", "Normal", "ServiceBackendReady")]
+    eventually(lambda: k8s.events("app") == [("app", "Warning", "ServiceNotFound"),
+                                             ("app", "Normal", "ServiceBackendReady")],
+               "one Event per transition")
 
 
 def test_service_change_and_deletion_re_resolve_within_2s(
@@ -65,7 +66,10 @@ def test_service_change_and_deletion_re_resolve_within_2s(
     k8s.delete_service("app")
     eventually(lambda: table(store) == {}, "backend gone with its Service")
     eventually(lambda: k8s.reason("app") == "ServiceNotFound", "ServiceNotFound after delete")
-    assert [e[2] for e in k8s.events("app")] == ["ServiceBackendReady", "ServiceNotFound"]
+    # The Event is created after the status write it reports.
+    eventually(lambda: [e[2] for e in k8s.events("app")] == ["ServiceBackendReady",
+                                                              "ServiceNotFound"],
+               "one Event per transition")
 
 
 def test_deleting_a_clone_removes_its_backend_within_2s(
@@ -89,7 +93,8 @@ def test_missing_port_name_is_reported(k8s: K8s, run_operator: RunOperator,
     eventually(lambda: k8s.reason("app") == "ServicePortNotFound", "ServicePortNotFound")
     cond = k8s.ready("app") or {}
     assert "'http'" in cond["message"] and "web" in cond["message"]
-    assert k8s.events("app") == [("app", "Warning", "ServicePortNotFound")]
+    eventually(lambda: k8s.events("app") == [("app", "Warning", "ServicePortNotFound")],
+               "the Warning Event")
     k8s.patch_clone("app", {"backend": {"serviceName": "app", "servicePort": "web"}})
     eventually(lambda: k8s.reason("app") == "ServiceBackendReady", "fixed by editing the spec")
     cond = k8s.ready("app") or {}
@@ -117,7 +122,8 @@ def test_malformed_spec_gets_invalid_spec_and_does_not_block_others(
     assert "host" in (k8s.ready("bad") or {})["message"]
     eventually(lambda: table(store) == {HOST: [("apps/good", "http://10.0.0.1:80")]},
                "valid clone still routed")
-    assert k8s.events("bad") == [("bad", "Warning", "InvalidSpec")]
+    eventually(lambda: k8s.events("bad") == [("bad", "Warning", "InvalidSpec")],
+               "the Warning Event")
 
 
 def test_resync_writes_no_status_and_no_event_when_nothing_changed(
@@ -126,6 +132,7 @@ def test_resync_writes_no_status_and_no_event_when_nothing_changed(
     k8s.clone("app", HOST, "app")
     op = run_operator()
     eventually(lambda: k8s.reason("app") == "ServiceBackendReady", "Ready")
+    eventually(lambda: bool(k8s.events("app")), "the Event")  # written after the status
     writes = len(k8s.server.api.writers)
     lists = op.clones.lists
     k8s.server.compact()  # forces a full re-list of everything
