@@ -207,6 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(settings.log.level, settings.log.encoding)
     try:
         return handler(settings, args)
+    except config.SettingsError as exc:  # found while starting: a --metrics-addr in use, say
+        print(f"hookfan {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except redis.RedisError as exc:
         print(f"hookfan {args.command}: error: cannot reach Redis at "
               f"{config.mask_url(settings.redis.url)} ({type(exc).__name__}); "

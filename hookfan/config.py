@@ -23,6 +23,13 @@ class SettingsError(ValueError):
     """A flag or environment value is invalid; the message names the flag and the fix."""
 
 
+def listen_error(flag: str, addr: tuple[str, int], exc: OSError) -> SettingsError:
+    """The error for a server that cannot bind ``addr``, given with ``--flag``."""
+    reason = exc.strerror or str(exc)
+    return SettingsError(f"--{flag} {addr[0]}:{addr[1]}: cannot listen there ({reason}); "
+                         "choose a free address, or stop what holds it")
+
+
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 

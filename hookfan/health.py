@@ -7,6 +7,7 @@ thread; :meth:`HealthServer.stop` closes the socket.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 import redis
 
 from hookfan import forkgate
+from hookfan.config import listen_error
 
 
 class HealthServer:
@@ -38,7 +40,10 @@ class HealthServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # probes every few seconds would drown the logs
 
-        self._server = ThreadingHTTPServer(addr, Handler)
+        try:
+            self._server = ThreadingHTTPServer(addr, Handler)
+        except OSError as exc:
+            raise listen_error("health-addr", addr, exc) from None
         self._server.daemon_threads = True
 
     @property
@@ -81,6 +86,20 @@ class RedisCheck:
                 self._ok = False
             self._at = time.monotonic()
             return self._ok
+
+
+def check_can_listen(flag: str, addr: tuple[str, int] | None) -> None:
+    """Fail early, naming ``--flag``, when ``addr`` cannot be bound (for servers that are
+    only started later, inside a framework that would report the failure as a traceback)."""
+    if addr is None:
+        return
+    family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as exc:
+            raise listen_error(flag, addr, exc) from None
 
 
 def all_of(*checks: Callable[[], bool]) -> Callable[[], bool]:

@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from hookfan.config import listen_error
+
 if TYPE_CHECKING:
     from flask import Flask, Response
     from prometheus_client import CollectorRegistry
@@ -75,9 +77,12 @@ def multiproc_registry() -> CollectorRegistry:
 
 def serve(addr: tuple[str, int], registry: CollectorRegistry) -> Callable[[], None]:
     """Serve ``registry`` on ``addr`` at ``/metrics`` in a daemon thread; returns a stop
-    function. Raises OSError if the address is taken."""
+    function. Raises SettingsError naming ``--metrics-addr`` if the address is taken."""
     from prometheus_client import start_http_server
-    server, thread = start_http_server(addr[1], addr[0], registry=registry)
+    try:
+        server, thread = start_http_server(addr[1], addr[0], registry=registry)
+    except OSError as exc:
+        raise listen_error("metrics-addr", addr, exc) from None
 
     def stop() -> None:
         server.shutdown()

@@ -12,6 +12,7 @@ from celery import Celery, bootsteps, signals
 
 from hookfan import keys, metrics, tracing
 from hookfan.config import Settings
+from hookfan.health import check_can_listen
 from hookfan.store import Store, connect
 from hookfan.taskmsg import TASK_NAME
 
@@ -127,6 +128,10 @@ def make_celery(settings: Settings) -> Celery:
 
 
 def run(settings: Settings) -> None:
+    # Celery starts these servers inside its boot and would report a taken address as an
+    # "Unrecoverable error" traceback: check them first, for an error that names the flag.
+    check_can_listen("metrics-addr", settings.metrics_addr)
+    check_can_listen("health-addr", settings.health_addr)
     if settings.metrics_addr is not None:
         metrics.prepare_multiproc("worker")  # before any pool child records a sample
     # Celery configures no logging of its own once a receiver answers setup_logging: its
