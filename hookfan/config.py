@@ -172,6 +172,10 @@ class DeliverySettings:
     """Parallel delivery attempts per worker."""
     lease: float = 30.0
     """How long a claimed delivery is held before another worker may take it back."""
+    task_events: bool = False
+    """Send Celery task events (Flower's live task view). Off by default as in Celery: they
+    cost the worker about a fifth of its CPU, and Flower turns them on by itself within
+    about 5 s of starting (its ``--enable-events``)."""
     backend_concurrency: int = 4
     """Attempts in flight to one backend URL across all workers; more wait their turn in the
     schedule instead of taking a worker slot. Keep it below the total worker slots so a slow
@@ -338,6 +342,8 @@ DELIVERY = (
     Flag("lease", "delivery.lease", parse_duration, "claim lease on a delivery"),
     Flag("backend-concurrency", "delivery.backend_concurrency", _non_negative_int,
          "attempts in flight per backend across workers (0: no cap)"),
+    Flag("task-events", "delivery.task_events", parse_bool,
+         "send Celery task events for Flower from the start"),
 )
 OPERATOR = (
     Flag("routes-dir", "operator.routes_dir", str, "directory of RequestClone YAML files"),

@@ -151,7 +151,7 @@ def run_dev(settings: Settings, data_dir: str, routes_dir: str, flower: bool) ->
         start(me + ["echo", "--port", "9001"])
         start(me + ["echo", "--port", "9002"])
         start(me + ["operator", "--routes-dir", routes_dir, "--service-alias", aliases])
-        start(me + ["worker", "--concurrency", "2"])
+        start(me + ["worker", "--concurrency", "2", f"--task-events={str(flower).lower()}"])
         start(me + ["app", "--http-addr", f"{host}:{port}", "--workers", "2"])
         if flower:
             # Broker URL and login travel in the environment, not the process list.

@@ -42,8 +42,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_ignore_result": True,
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Flower's live view; Flower also switches them on at runtime (remote control).
+        "worker_send_task_events": settings.delivery.task_events,
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_time_limit": int(3 * settings.delivery.delivery_timeout + 10),
@@ -142,4 +142,4 @@ def run(settings: Settings) -> None:
                      "--concurrency", str(settings.delivery.concurrency),
                      "--loglevel", "INFO" if settings.log.level != "error" else "ERROR",
                      "--hostname", "hookfan@%h", "--without-gossip", "--without-mingle",
-                     "--task-events"])
+                     *(["--task-events"] if settings.delivery.task_events else [])])

@@ -69,7 +69,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         server, server.bare_url, tmp, env,
         operator_args=["--metrics-addr", f"127.0.0.1:{metrics['operator']}"],
         app_args=["--metrics-addr", f"127.0.0.1:{metrics['app']}"],
-        worker_args=["--metrics-addr", f"127.0.0.1:{metrics['worker']}"])
+        worker_args=["--metrics-addr", f"127.0.0.1:{metrics['worker']}",
+                     "--task-events", "true"])
     flower_port = free_port()
     flower = subprocess.Popen(
         [sys.executable, "-m", "celery", "-b", server.url, "flower", f"--port={flower_port}",
