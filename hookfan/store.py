@@ -66,6 +66,10 @@ return {d[3], d[4], d[5], d[6], tostring(a), req[1], req[2], req[3], req[4], req
 """
 
 _COMPLETE = """
+if ARGV[3] ~= '' then
+  redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
+  redis.call('HSET', KEYS[4], ARGV[4], ARGV[5])
+end
 local b = redis.call('HGET', KEYS[1], 'b')
 if not b then return 0 end
 redis.call('ZREM', ARGV[2] .. b, ARGV[1])
@@ -76,6 +80,7 @@ return 1
 """
 
 _RETRY = """
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[3], ARGV[7], ARGV[4]) end
 if redis.call('HGET', KEYS[1], 'g') ~= ARGV[2] then return 0 end
 redis.call('ZREM', ARGV[6] .. redis.call('HGET', KEYS[1], 'b'), ARGV[1])
 redis.call('HSET', KEYS[1], 'e', ARGV[4], 'lt', ARGV[5])
@@ -84,6 +89,7 @@ return 1
 """
 
 _DEAD = """
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[4], ARGV[6], ARGV[4]) end
 if redis.call('HGET', KEYS[1], 'g') ~= ARGV[2] then return 0 end
 redis.call('ZREM', ARGV[5] .. redis.call('HGET', KEYS[1], 'b'), ARGV[1])
 redis.call('HSET', KEYS[1], 's', 'd', 'e', ARGV[4], 'lt', ARGV[3])
@@ -296,21 +302,32 @@ class Store:
         return Attempt(delivery_id, generation, rid.decode(), Backend(route.decode(), url.decode()),
                        int(num), float(t0), req)
 
-    def complete(self, delivery_id: str) -> bool:
+    # complete, retry and dead_letter also keep the per-backend figures of ``backend`` (when
+    # given) in :data:`keys.STATS` for the operator's RequestClone status, in the same script:
+    # delivered count and last delivery time, or the last error.
+
+    def complete(self, delivery_id: str, backend: Backend | None = None) -> bool:
         """The copy was delivered: remove it, and the body once no other copy needs it."""
         rid = keys.request_id_of(delivery_id)
-        return bool(self._complete(keys=[keys.delivery(delivery_id), keys.SCHEDULE,
-                                         keys.request(rid)], args=[delivery_id, keys.BUSY]))
+        delivered, last = ((keys.stat_field("delivered", backend.route, backend.url),
+                            keys.stat_field("last_delivered", backend.route, backend.url))
+                           if backend is not None else ("", ""))
+        return bool(self._complete(
+            keys=[keys.delivery(delivery_id), keys.SCHEDULE, keys.request(rid), keys.STATS],
+            args=[delivery_id, keys.BUSY, delivered, last, repr(time.time())]))
 
-    def retry(self, delivery_id: str, generation: int, due: float, error: str) -> bool:
-        return bool(self._retry(keys=[keys.delivery(delivery_id), keys.SCHEDULE],
+    def retry(self, delivery_id: str, generation: int, due: float, error: str,
+              backend: Backend | None = None) -> bool:
+        return bool(self._retry(keys=[keys.delivery(delivery_id), keys.SCHEDULE, keys.STATS],
                                 args=[delivery_id, generation, due, error, time.time(),
-                                      keys.BUSY]))
+                                      keys.BUSY, _error_field(backend)]))
 
-    def dead_letter(self, delivery_id: str, generation: int, error: str) -> bool:
-        return bool(self._dead(keys=[keys.delivery(delivery_id), keys.SCHEDULE, keys.DEAD],
-                               args=[delivery_id, generation, time.time(), error,
-                                     keys.BUSY]))
+    def dead_letter(self, delivery_id: str, generation: int, error: str,
+                    backend: Backend | None = None) -> bool:
+        return bool(self._dead(
+            keys=[keys.delivery(delivery_id), keys.SCHEDULE, keys.DEAD, keys.STATS],
+            args=[delivery_id, generation, time.time(), error, keys.BUSY,
+                  _error_field(backend)]))
 
     def claim_due(self, limit: int = 500) -> list[tuple[str, int]]:
         """Deliveries due now (or whose lease ran out), each held for the lease and given a new
@@ -364,19 +381,6 @@ class Store:
                                 args=[delivery_id]))
 
     # -- figures for status ------------------------------------------------------------------
-    def note_outcome(self, backend: Backend, kind: str, reason: str, at: float) -> None:
-        """Keep per-backend figures (delivered count, last delivery time, last error) for the
-        operator's RequestClone status. Advisory: a lost update only skews a figure."""
-        f = {n: keys.stat_field(n, backend.route, backend.url)
-             for n in ("delivered", "last_delivered", "last_error")}
-        pipe = self.r.pipeline(transaction=False)
-        if kind == "delivered":
-            pipe.hincrby(keys.STATS, f["delivered"], 1)
-            pipe.hset(keys.STATS, f["last_delivered"], repr(at))
-        else:
-            pipe.hset(keys.STATS, f["last_error"], reason)
-        pipe.execute()
-
     def trace_parent(self, request_id: str) -> str:
         """The traceparent stored with a request; empty if none (tracing was off)."""
         raw = self.r.hget(keys.request(request_id), "tp")
@@ -385,3 +389,7 @@ class Store:
     def delivery_figures(self) -> dict[str, str]:
         """Every field of :data:`keys.STATS` (see :func:`keys.stat_field`), decoded."""
         return {k.decode(): v.decode() for k, v in self.r.hgetall(keys.STATS).items()}
+
+
+def _error_field(backend: Backend | None) -> str:
+    return "" if backend is None else keys.stat_field("last_error", backend.route, backend.url)

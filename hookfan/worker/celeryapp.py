@@ -59,7 +59,7 @@ def install(app: Celery, settings: Settings) -> None:
         if "d" not in holder:
             store = Store(connect(settings.redis, timeout=5), settings.delivery.lease)
             recorder = metrics.WorkerMetrics() if settings.metrics_addr is not None else None
-            holder["d"] = Deliverer(store, settings.delivery, observer(store, recorder),
+            holder["d"] = Deliverer(store, settings.delivery, observer(recorder),
                                     tracing.setup(settings.otel, "worker"))
         return holder["d"]
 

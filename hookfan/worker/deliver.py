@@ -74,16 +74,16 @@ class Deliverer:
         took = time.monotonic() - t0
         outcome = classify(sent.status, sent.error)
         if outcome.kind == "delivered":
-            self.store.complete(delivery_id)
+            self.store.complete(delivery_id, att.backend)
             return self._log(att, outcome, "delivered", took)
         now = time.time()
         kind, due = next_step(outcome, att.number, att.started, now, s.min_retry_delay,
                               s.max_retry_delay, s.max_retry_age,
                               parse_retry_after(sent.retry_after, now))
         if kind == "retry":
-            self.store.retry(delivery_id, generation, due, outcome.reason)
+            self.store.retry(delivery_id, generation, due, outcome.reason, att.backend)
         else:
-            self.store.dead_letter(delivery_id, generation, outcome.reason)
+            self.store.dead_letter(delivery_id, generation, outcome.reason, att.backend)
         return self._log(att, outcome, kind, took)
 
     def send(self, att: Attempt) -> Sent:

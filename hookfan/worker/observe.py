@@ -20,7 +20,7 @@ from hookfan import metrics
 from hookfan.config import Settings
 from hookfan.health import HealthServer, RedisCheck, all_of
 from hookfan.policy import Outcome
-from hookfan.store import Attempt, Store, connect
+from hookfan.store import Attempt, connect
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +30,11 @@ OUTCOME_LABEL = {"delivered": "delivered", "retry": "retry", "dead": "dead_lette
 Observer = Callable[[Attempt, Outcome, str, float], None]
 
 
-def observer(store: Store, recorder: metrics.WorkerMetrics | None) -> Observer:
-    """Record a finished attempt: figures in Redis always, samples when metrics are served."""
+def observer(recorder: metrics.WorkerMetrics | None) -> Observer:
+    """Record a finished attempt's samples when metrics are served (its figures in Redis
+    were written with its outcome, by the store)."""
     def observe(att: Attempt, outcome: Outcome, kind: str, took: float) -> None:
         now = time.time()
-        store.note_outcome(att.backend, kind, outcome.reason, now)
         if recorder is not None:
             recorder.attempt(OUTCOME_LABEL.get(kind, kind), att.backend.route, att.backend.url,
                              took, att.number, att.request.accepted, now)
