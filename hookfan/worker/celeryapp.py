@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import ssl
@@ -19,6 +21,8 @@ from hookfan.taskmsg import TASK_NAME
 from .deliver import Deliverer
 from .observe import ServingStep, keep_hookfan_logging, observer
 from .promoter import Promoter
+
+log = logging.getLogger(__name__)
 
 
 def broker_ssl(settings: Settings) -> dict[str, Any] | None:
@@ -93,13 +97,37 @@ class ShutdownStep(bootsteps.StartStopStep):  # type: ignore[misc]
     bounded by ``--delivery-timeout``). If some still run when the timeout ends, a SIGQUIT
     turns it into a cold shutdown, which cancels them and gives their messages back to the
     queue (``acks_late``); the message keeps its generation, so another worker runs the
-    attempt at once instead of waiting for the hold to expire."""
+    attempt at once instead of waiting for the hold to expire.
+
+    A backstop bounds every stop, whatever started it: ``BACKSTOP_MARGIN`` seconds after the
+    timeout the process kills its pool children and exits 1. Celery 5.7 turns a broker
+    connection lost at the wrong moment into an "Unrecoverable error" and a warm stop, and that
+    stop can wedge on broker I/O; a worker that consumes nothing and never exits would keep
+    its supervisor from restarting it. Nothing is lost by exiting: every attempt in flight is
+    made again when its hold in the schedule expires."""
+
+    BACKSTOP_MARGIN = 15.0
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         settings: Settings = worker.app.hookfan_settings
         self.timeout = settings.operator.graceful_shutdown_timeout
         self.timer: threading.Timer | None = None
+        self.backstop: threading.Timer | None = None
+        for name in ("stop", "terminate"):
+            setattr(worker, name, self._bounded(getattr(worker, name)))
         super().__init__(worker, **kwargs)
+
+    def _bounded(self, stop: Any) -> Any:
+        def bounded(*args: Any, **kwargs: Any) -> Any:
+            self._arm_backstop()
+            return stop(*args, **kwargs)
+        return bounded
+
+    def _arm_backstop(self) -> None:
+        if self.backstop is None:
+            self.backstop = threading.Timer(self.timeout + self.BACKSTOP_MARGIN, _exit_now)
+            self.backstop.daemon = True
+            self.backstop.start()
 
     def start(self, worker: Any) -> None:
         signals.worker_shutting_down.connect(self._arm, weak=False)
@@ -114,6 +142,15 @@ class ShutdownStep(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def stop(self, worker: Any) -> None:
         signals.worker_shutting_down.disconnect(self._arm)
+
+
+def _exit_now() -> None:
+    from billiard.process import active_children  # type: ignore[import-untyped]
+    log.error("worker: stop did not finish in time; exiting (its attempts will be made again)")
+    for child in active_children():
+        with contextlib.suppress(OSError):
+            os.kill(child.pid, signal.SIGKILL)
+    os._exit(1)
 
 
 def make_celery(settings: Settings) -> Celery:

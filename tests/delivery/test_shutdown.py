@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -157,3 +159,34 @@ def test_app_sigterm_finishes_the_request_in_flight_and_takes_no_new_one(
         assert body in {r.body for r in got}
     finally:
         stack.stop()
+
+
+BACKSTOP = """
+import sys, threading
+from hookfan.config import OperatorSettings, Settings
+from hookfan.worker.celeryapp import ShutdownStep, make_celery
+
+class WedgedWorker:
+    # Stands in for Celery's WorkController (a real wedged stop could not be produced on
+    # demand): its stop never returns, as when a warm stop waits on a broker that is gone.
+    app = make_celery(Settings(operator=OperatorSettings(graceful_shutdown_timeout=0.2)))
+    def stop(self, *args, **kwargs):
+        threading.Event().wait()
+    terminate = stop
+
+ShutdownStep.BACKSTOP_MARGIN = 0.3
+worker = WedgedWorker()
+ShutdownStep(worker)
+print("stopping", flush=True)
+worker.stop(exitcode=1)
+print("stop returned", flush=True)
+"""
+
+
+def test_a_wedged_stop_still_ends_the_process_with_status_1() -> None:
+    """Whatever stops the worker, the process exits within the backstop, so a supervisor
+    restarts it instead of keeping a worker that consumes nothing."""
+    done = subprocess.run([sys.executable, "-c", BACKSTOP], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "stopping" in done.stdout and "stop returned" not in done.stdout
