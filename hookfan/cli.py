@@ -43,8 +43,7 @@ def _app(settings: Settings, args: argparse.Namespace) -> int:
 @command("worker", DELIVERY + SERVING, "run a delivery worker (Celery)")
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from hookfan.worker.celeryapp import run
-    run(settings)
-    return 0
+    return run(settings)
 
 
 @command("operator", OPERATOR + DELIVERY + SERVING, "publish RequestClones as the route table")

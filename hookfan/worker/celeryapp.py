@@ -113,6 +113,7 @@ class ShutdownStep(bootsteps.StartStopStep):  # type: ignore[misc]
         self.timeout = settings.operator.graceful_shutdown_timeout
         self.timer: threading.Timer | None = None
         self.backstop: threading.Timer | None = None
+        worker.app.hookfan_worker = worker  # run() reads its exit code
         for name in ("stop", "terminate"):
             setattr(worker, name, self._bounded(getattr(worker, name)))
         super().__init__(worker, **kwargs)
@@ -164,7 +165,9 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings) -> int:
+    """Run the worker until it stops; returns its exit code (1 after Celery's "Unrecoverable
+    error", so a supervisor sees the failure; ``worker_main`` itself drops the code)."""
     # Celery starts these servers inside its boot and would report a taken address as an
     # "Unrecoverable error" traceback: check them first, for an error that names the flag.
     check_can_listen("metrics-addr", settings.metrics_addr)
@@ -180,3 +183,5 @@ def run(settings: Settings) -> None:
                      "--loglevel", "INFO" if settings.log.level != "error" else "ERROR",
                      "--hostname", "hookfan@%h", "--without-gossip", "--without-mingle",
                      *(["--task-events"] if settings.delivery.task_events else [])])
+    worker = getattr(app, "hookfan_worker", None)
+    return int(getattr(worker, "exitcode", 0) or 0)
