@@ -174,8 +174,8 @@ class DeliverySettings:
     """How long a claimed delivery is held before another worker may take it back."""
     task_events: bool = False
     """Send Celery task events (Flower's live task view). Off by default as in Celery: they
-    cost the worker about a fifth of its CPU, and Flower turns them on by itself within
-    about 5 s of starting (its ``--enable-events``)."""
+    cost the worker's main process over a third of its busy time, and Flower turns them on
+    by itself within about 5 s of starting (its ``--enable-events``)."""
     backend_concurrency: int = 4
     """Attempts in flight to one backend URL across all workers; more wait their turn in the
     schedule instead of taking a worker slot. Keep it below the total worker slots so a slow
