@@ -11,7 +11,8 @@ import argparse
 import dataclasses
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -23,11 +24,16 @@ class SettingsError(ValueError):
     """A flag or environment value is invalid; the message names the flag and the fix."""
 
 
-def listen_error(flag: str, addr: tuple[str, int], exc: OSError) -> SettingsError:
-    """The error for a server that cannot bind ``addr``, given with ``--flag``."""
-    reason = exc.strerror or str(exc)
-    return SettingsError(f"--{flag} {addr[0]}:{addr[1]}: cannot listen there ({reason}); "
-                         "choose a free address, or stop what holds it")
+@contextmanager
+def listening(flag: str, addr: tuple[str, int]) -> Iterator[None]:
+    """Around binding ``addr`` (given with ``--flag``): an OSError becomes a SettingsError
+    that names the flag and the fix."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise SettingsError(f"--{flag} {addr[0]}:{addr[1]}: cannot listen there ({reason}); "
+                            "choose a free address, or stop what holds it") from None
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")

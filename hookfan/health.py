@@ -17,7 +17,7 @@ from typing import Any
 import redis
 
 from hookfan import forkgate
-from hookfan.config import listen_error
+from hookfan.config import listening
 
 
 class HealthServer:
@@ -40,10 +40,8 @@ class HealthServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # probes every few seconds would drown the logs
 
-        try:
+        with listening("health-addr", addr):
             self._server = ThreadingHTTPServer(addr, Handler)
-        except OSError as exc:
-            raise listen_error("health-addr", addr, exc) from None
         self._server.daemon_threads = True
 
     @property
@@ -94,12 +92,9 @@ def check_can_listen(flag: str, addr: tuple[str, int] | None) -> None:
     if addr is None:
         return
     family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
+    with socket.socket(family, socket.SOCK_STREAM) as s, listening(flag, addr):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(addr)
-        except OSError as exc:
-            raise listen_error(flag, addr, exc) from None
+        s.bind(addr)
 
 
 def all_of(*checks: Callable[[], bool]) -> Callable[[], bool]:

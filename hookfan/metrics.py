@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from hookfan.config import listen_error
+from hookfan.config import listening
 
 if TYPE_CHECKING:
     from flask import Flask, Response
@@ -79,10 +79,8 @@ def serve(addr: tuple[str, int], registry: CollectorRegistry) -> Callable[[], No
     """Serve ``registry`` on ``addr`` at ``/metrics`` in a daemon thread; returns a stop
     function. Raises SettingsError naming ``--metrics-addr`` if the address is taken."""
     from prometheus_client import start_http_server
-    try:
+    with listening("metrics-addr", addr):
         server, thread = start_http_server(addr[1], addr[0], registry=registry)
-    except OSError as exc:
-        raise listen_error("metrics-addr", addr, exc) from None
 
     def stop() -> None:
         server.shutdown()

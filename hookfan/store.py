@@ -309,25 +309,23 @@ class Store:
     def complete(self, delivery_id: str, backend: Backend | None = None) -> bool:
         """The copy was delivered: remove it, and the body once no other copy needs it."""
         rid = keys.request_id_of(delivery_id)
-        delivered, last = ((keys.stat_field("delivered", backend.route, backend.url),
-                            keys.stat_field("last_delivered", backend.route, backend.url))
-                           if backend is not None else ("", ""))
         return bool(self._complete(
             keys=[keys.delivery(delivery_id), keys.SCHEDULE, keys.request(rid), keys.STATS],
-            args=[delivery_id, keys.BUSY, delivered, last, repr(time.time())]))
+            args=[delivery_id, keys.BUSY, *_stat_fields(backend, "delivered", "last_delivered"),
+                  repr(time.time())]))
 
     def retry(self, delivery_id: str, generation: int, due: float, error: str,
               backend: Backend | None = None) -> bool:
         return bool(self._retry(keys=[keys.delivery(delivery_id), keys.SCHEDULE, keys.STATS],
                                 args=[delivery_id, generation, due, error, time.time(),
-                                      keys.BUSY, _error_field(backend)]))
+                                      keys.BUSY, *_stat_fields(backend, "last_error")]))
 
     def dead_letter(self, delivery_id: str, generation: int, error: str,
                     backend: Backend | None = None) -> bool:
         return bool(self._dead(
             keys=[keys.delivery(delivery_id), keys.SCHEDULE, keys.DEAD, keys.STATS],
             args=[delivery_id, generation, time.time(), error, keys.BUSY,
-                  _error_field(backend)]))
+                  *_stat_fields(backend, "last_error")]))
 
     def claim_due(self, limit: int = 500) -> list[tuple[str, int]]:
         """Deliveries due now (or whose lease ran out), each held for the lease and given a new
@@ -391,5 +389,7 @@ class Store:
         return {k.decode(): v.decode() for k, v in self.r.hgetall(keys.STATS).items()}
 
 
-def _error_field(backend: Backend | None) -> str:
-    return "" if backend is None else keys.stat_field("last_error", backend.route, backend.url)
+def _stat_fields(backend: Backend | None, *figures: str) -> list[str]:
+    """The :data:`keys.STATS` fields of ``figures`` for ``backend``; empty strings (the
+    scripts then keep no figures) without one."""
+    return [keys.stat_field(f, backend.route, backend.url) if backend else "" for f in figures]
