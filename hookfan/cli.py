@@ -30,7 +30,7 @@ def command(name: str, flags: tuple[Flag, ...], help: str) -> Callable[[Handler]
 
 
 def _store(settings: Settings) -> Store:
-    return Store(connect(settings.redis), settings.delivery.lease)
+    return Store(connect(settings.redis))
 
 
 @command("app", INTAKE + DELIVERY + SERVING, "run the intake (Flask under gunicorn)")

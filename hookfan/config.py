@@ -167,7 +167,8 @@ class IntakeSettings:
 @dataclass(frozen=True)
 class DeliverySettings:
     delivery_timeout: float = 10.0
-    """Bound on one delivery attempt (connect + send + answer)."""
+    """Bound on one whole delivery attempt: connect, send, wait and read the answer together.
+    The claim lease and Celery's hard time limit derive from it (:attr:`lease`)."""
     min_retry_delay: float = 0.75
     """First retry delay; later ones grow exponentially, with jitter."""
     max_retry_delay: float = 900.0
@@ -176,16 +177,37 @@ class DeliverySettings:
     """A copy still undelivered this long after acceptance is dead-lettered."""
     concurrency: int = 4
     """Parallel delivery attempts per worker."""
-    lease: float = 30.0
-    """How long a claimed delivery is held before another worker may take it back."""
     task_events: bool = False
     """Send Celery task events (Flower's live task view). Off by default as in Celery: they
     cost the worker's main process over a third of its busy time, and Flower turns them on
     by itself within about 5 s of starting (its ``--enable-events``)."""
     backend_concurrency: int = 4
-    """Attempts in flight to one backend URL across all workers; more wait their turn in the
-    schedule instead of taking a worker slot. Keep it below the total worker slots so a slow
-    backend leaves slots for the others. 0: no cap."""
+    """Attempts in flight to one backend URL at any instant, across all workers and
+    processes; more copies wait in the backend's ready queue. 0: no cap."""
+    batch: int = 64
+    """Copies one ``hookfan.deliver`` task claims at once from its backend's ready queue."""
+
+    @property
+    def lease(self) -> float:
+        """How long a claimed copy is held: its attempt starts within the lease minus one
+        attempt deadline, so it ends before the lease does; past it the copy counts as a
+        failed attempt (``LeaseExpired``)."""
+        return 2 * self.delivery_timeout + 5
+
+    @property
+    def hold(self) -> float:
+        """How long a task owns its backend without renewing (each batch renews it)."""
+        return self.lease + 5
+
+    @property
+    def task_budget(self) -> float:
+        """A task claims no new batch after this long, so other work gets the process."""
+        return self.lease
+
+    @property
+    def task_time_limit(self) -> int:
+        """Celery's hard time limit: the budget plus one whole batch, plus a margin."""
+        return int(self.task_budget + self.lease + 10)
 
 
 @dataclass(frozen=True)
@@ -297,6 +319,11 @@ def _host_policy(text: str) -> str:
     return text
 
 
+def _removed_lease(text: str) -> int:
+    raise ValueError("removed: the claim lease now derives from --delivery-timeout "
+                     "(2 x timeout + 5 s, see docs/design.md); drop this flag")
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -345,7 +372,9 @@ DELIVERY = (
     Flag("max-retry-delay", "delivery.max_retry_delay", parse_duration, "retry delay cap"),
     Flag("max-retry-age", "delivery.max_retry_age", parse_duration, "dead-letter after"),
     Flag("concurrency", "delivery.concurrency", parse_positive_int, "parallel attempts"),
-    Flag("lease", "delivery.lease", parse_duration, "claim lease on a delivery"),
+    Flag("lease", "delivery.batch", _removed_lease, "removed: derived from --delivery-timeout"),
+    Flag("delivery-batch", "delivery.batch", parse_positive_int,
+         "copies a delivery task claims at once"),
     Flag("backend-concurrency", "delivery.backend_concurrency", _non_negative_int,
          "attempts in flight per backend across workers (0: no cap)"),
     Flag("task-events", "delivery.task_events", parse_bool,
@@ -457,8 +486,6 @@ def _check(s: Settings) -> None:
     d = s.delivery
     if d.min_retry_delay > d.max_retry_delay:
         raise SettingsError("--min-retry-delay must not exceed --max-retry-delay")
-    if d.lease <= d.delivery_timeout:
-        raise SettingsError("--lease must be longer than --delivery-timeout")
     o = s.operator
     if not (o.leader_election_retry_period < o.leader_election_renew_deadline
             < o.leader_election_lease_duration):

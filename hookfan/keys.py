@@ -1,4 +1,10 @@
-"""Every Redis key hookfan uses, built from one prefix per concept (rq's convention)."""
+"""Every Redis key hookfan uses, built from one prefix per concept (rq's convention).
+
+The delivery schedule (engine v2) is kept per backend URL: a ready queue, an in-flight set,
+a hash of copy state and a set of sender slots. Times in them are milliseconds of Redis's own
+clock (``TIME``), never a client's. The layout of each structure is stated once, here; the Lua
+scripts in :mod:`hookfan.scripts` declare every key they touch.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +15,39 @@ ROUTES = PREFIX + "routes"
 """The whole route table, JSON, written with :data:`ROUTES_VERSION` in one transaction."""
 ROUTES_VERSION = PREFIX + "routes:version"
 REQUEST = PREFIX + "req:"
-"""Hash per accepted request: method, raw URI, headers, body (stored once), remaining copies."""
-DELIVERY = PREFIX + "dlv:"
-"""Hash per (request, backend) copy: backend, attempts, generation, state, last error."""
-SCHEDULE = PREFIX + "schedule"
-"""Sorted set: delivery id -> time it is due (or its claim lease runs out)."""
+"""Hash per accepted request: ``m`` method, ``u`` raw URI, ``h`` headers (JSON), ``b`` body
+(stored once), ``ip``, ``t`` acceptance (client Unix time, for latency figures only), ``host``,
+``tp`` traceparent, ``n`` copies not yet delivered or purged (pending and dead letters). The
+hash is deleted with its last copy."""
+READY = PREFIX + "q:"
+"""Sorted set per backend URL: delivery id -> ms (Redis clock) when its next attempt is due."""
+INFLIGHT = PREFIX + "f:"
+"""Sorted set per backend URL: delivery id -> ms when the lease of its claim runs out."""
+COPIES = PREFIX + "c:"
+"""Hash per backend URL: delivery id -> ``"<generation> <attempts> <t0 ms> <route>"`` for every
+pending copy (ready or in flight). The generation is the attempt token: bumped at each claim,
+never reset (a replay keeps it), so an outcome carrying an older one is stale. ``t0`` starts the
+retry age: acceptance, or the last replay."""
+SLOTS = PREFIX + "s:"
+"""Sorted set per backend URL: ``<task token>:<k>`` -> ms when that sender slot's lease runs
+out. Its size is the number of senders allowed to run against the backend right now; claims
+keep it at or below ``--backend-concurrency``."""
+BACKENDS = PREFIX + "backends"
+"""Set of every backend URL that has had a copy: where to look for per-backend keys."""
+DUE = PREFIX + "due"
+"""Sorted set: backend URL -> ms when the dispatcher should publish a task for it. A backend
+owned by a task (:data:`OWNED`) is absent: its task picks up new copies itself."""
+OWNED = PREFIX + "owned"
+"""Sorted set: backend URL -> ms when the current task's ownership lapses (a task message was
+published for it, or a task is running it). A lapsed owner is looked at again."""
+WAKE = PREFIX + "wake"
+"""Pub/Sub channel: the intake (and a task ending with work left) wakes the dispatchers.
+A lost message only delays the dispatcher's next look, which is bounded by its idle wait."""
 DEAD = PREFIX + "dead"
-"""Sorted set: dead-lettered delivery id -> time it was dead-lettered."""
-BUSY = PREFIX + "busy:"
-"""Sorted set per backend URL: delivery id -> when its running attempt's hold ends. Counts the
-attempts in flight to one backend across all workers, for ``--backend-concurrency``."""
+"""Sorted set: dead-lettered delivery id -> ms (Redis clock) when it was dead-lettered."""
+DEAD_INFO = PREFIX + "dl"
+"""Hash: dead-lettered delivery id -> JSON ``[url, route, generation, attempts, t0 ms, last
+error]``."""
 DEDUPE = PREFIX + "dedupe:"
 """String per (host, provider delivery id): ``<request id>:<copies>`` of the first request,
 expiring after ``--dedupe-window``."""
@@ -27,15 +56,35 @@ STATS = PREFIX + "stats"
 ``<figure>:<route> <backend url>`` with figure ``delivered`` (a count), ``last_delivered``
 (a Unix time) and ``last_error`` (a status or error class, never content)."""
 QUEUE = "hookfan.deliveries"
-"""The Celery (kombu) queue of delivery attempts; kombu uses the queue name as the list key."""
+"""The Celery (kombu) queue of ``hookfan.deliver`` wake-ups; kombu uses the queue name as the
+list key. A message names a backend, never a copy: losing or repeating one costs nothing."""
+LEGACY = (PREFIX + "schedule", PREFIX + "dlv:", PREFIX + "busy:")
+"""Keys of the first delivery engine (a global schedule, per-copy records, busy sets)."""
 
 
 def request(request_id: str) -> str:
     return REQUEST + request_id
 
 
-def delivery(delivery_id: str) -> str:
-    return DELIVERY + delivery_id
+def ready(url: str) -> str:
+    return READY + url
+
+
+def inflight(url: str) -> str:
+    return INFLIGHT + url
+
+
+def copies(url: str) -> str:
+    return COPIES + url
+
+
+def slots(url: str) -> str:
+    return SLOTS + url
+
+
+def backend_keys(url: str) -> list[str]:
+    """The four per-backend keys, in the order the scripts declare them."""
+    return [ready(url), inflight(url), copies(url), slots(url)]
 
 
 def request_id_of(delivery_id: str) -> str:
@@ -45,10 +94,6 @@ def request_id_of(delivery_id: str) -> str:
 
 def delivery_ids(request_id: str, count: int) -> list[str]:
     return [f"{request_id}-{i}" for i in range(count)]
-
-
-def busy(backend_url: str) -> str:
-    return BUSY + backend_url
 
 
 def dedupe(host: str, header: str, value: str) -> str:

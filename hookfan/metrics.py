@@ -166,7 +166,14 @@ class WorkerMetrics:
         self.per_copy = Histogram("hookfan_delivery_attempts_per_copy", "Attempts a "
                                   "delivered copy took.", by, buckets=ATTEMPT_BUCKETS,
                                   registry=None)
+        self.stale = Counter("hookfan_stale_outcomes_total", "Attempt outcomes dropped because "
+                             "their copy had been re-claimed or had ended (a lease ran out).",
+                             registry=None)
         self._lock = threading.Lock()
+
+    def stale_outcomes(self, count: int) -> None:
+        with self._lock:
+            self.stale.inc(count)
 
     def attempt(self, outcome: str, route: str, backend: str, duration: float,
                 number: int, accepted: float, now: float) -> None:

@@ -36,7 +36,7 @@ def redis_client(redis_url: str) -> redis.Redis:
 
 @pytest.fixture
 def store(redis_client: redis.Redis) -> Store:
-    return Store(redis_client, lease=5.0)
+    return Store(redis_client)
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ def stack(module_redis: RedisProcess, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture
 def stack_store(module_redis: RedisProcess) -> Store:
-    return Store(connect(module_redis.url), lease=5.0)
+    return Store(connect(module_redis.url))
 
 
 @pytest.fixture

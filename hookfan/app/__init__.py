@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     """The intake app. ``store`` defaults to one on ``settings.redis``."""
     settings = settings or Settings()
     if store is None:
-        store = Store(connect(settings.redis), settings.delivery.lease)
+        store = Store(connect(settings.redis))
     app = IntakeFlask("hookfan.app")
     app.config["MAX_CONTENT_LENGTH"] = settings.intake.body_size_limit
     routes = RouteCache(store)

@@ -1,9 +1,9 @@
 """The backlog (pending and dead-lettered copies per backend) and the operator's own metrics.
 
 **How the backlog is computed: a periodic, bounded scan, in the leader only.** Every pending
-copy is a member of ``hookfan:schedule`` and every dead letter of ``hookfan:dead``; each scan
-reads those two sorted sets (at most ``limit`` members each) and, pipelined, the route, backend
-and acceptance time of each copy and the size of each stored request. Chosen over per-backend
+copy has an entry in its backend's copy hash (``hookfan:c:<url>``: route, attempts, retry-age
+start) and every dead letter one in ``hookfan:dl``; each scan reads those hashes (HSCAN, at
+most ``limit`` entries) and, pipelined, the size of each stored request. Chosen over per-backend
 counters kept by the store's Lua scripts because it adds nothing to the intake's and the
 workers' hot path (their scripts stay as they are, one less thing to get wrong under a crash),
 it is exact after a replay, a purge, an upgrade or a hand-edited Redis (counters drift and
@@ -17,6 +17,7 @@ Scrapes never touch Redis: they read the last scan.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -74,19 +75,26 @@ def _chunks(items: list[str]) -> Iterator[list[str]]:
 def scan(store: Store, limit: int = SCAN_LIMIT) -> Backlog:
     """Read the backlog from Redis (see the module docstring). Raises redis errors."""
     r: Any = store.r
-    pending_ids = [m.decode() for m in r.zrange(keys.SCHEDULE, 0, limit - 1)]
-    dead_ids = [m.decode() for m in r.zrange(keys.DEAD, 0, limit - 1)]
-    truncated = len(pending_ids) >= limit or len(dead_ids) >= limit
     rows: list[tuple[str, Pair, float]] = []
-    for chunk in _chunks(pending_ids + dead_ids):
-        pipe = r.pipeline(transaction=False)
-        for did in chunk:
-            pipe.hmget(keys.delivery(did), "s", "route", "b", "t0")
-        for s, route, url, t0 in pipe.execute():
-            if s is not None and route is not None and url is not None:
-                rows.append((s.decode(), (route.decode(), url.decode()), float(t0 or 0)))
+    ids: list[str] = []
+    truncated = False
+    for url in store.backend_urls():
+        copies = store.pending(url, limit - len(ids))
+        rows += [("p", (c.backend.route, url), c.started) for c in copies]
+        ids += [c.delivery_id for c in copies]
+        if len(ids) >= limit:
+            truncated = True
+            break
+    dead = r.hscan_iter(keys.DEAD_INFO, count=1000)
+    for n, (did, raw) in enumerate(dead):
+        if n >= limit:
+            truncated = True
+            break
+        url, route, _g, _a, t0, _e = json.loads(raw)
+        rows.append(("d", (route, url), float(t0) / 1000))
+        ids.append(did.decode())
     stored = 0
-    for chunk in _chunks(sorted({keys.request_id_of(d) for d in pending_ids + dead_ids})):
+    for chunk in _chunks(sorted({keys.request_id_of(d) for d in ids})):
         pipe = r.pipeline(transaction=False)
         for rid in chunk:
             pipe.hstrlen(keys.request(rid), "b")

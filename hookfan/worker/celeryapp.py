@@ -1,4 +1,6 @@
-"""The Celery app of the worker: one task, ``hookfan.deliver``, one attempt per message."""
+"""The Celery app of the worker: one task, ``hookfan.deliver(backend, copies)``, one batch of
+attempts to one backend per message (see :mod:`hookfan.worker.tasks`), and the dispatcher
+thread that publishes those messages (see :mod:`hookfan.worker.dispatcher`)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import os
 import signal
 import ssl
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery, bootsteps, signals
@@ -15,14 +18,16 @@ from celery import Celery, bootsteps, signals
 from hookfan import keys, metrics, tracing
 from hookfan.config import Settings
 from hookfan.health import check_can_listen
-from hookfan.store import Store, connect
-from hookfan.taskmsg import TASK_NAME
+from hookfan.schedule import Schedule
+from hookfan.store import connect
 
-from .deliver import Deliverer
+from .dispatcher import Dispatcher
 from .observe import ServingStep, keep_hookfan_logging, observer
-from .promoter import Promoter
+from .tasks import Courier
 
 log = logging.getLogger(__name__)
+
+TASK_NAME = "hookfan.deliver"
 
 
 def broker_ssl(settings: Settings) -> dict[str, Any] | None:
@@ -41,7 +46,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_use_ssl": broker_ssl(settings),
         "broker_connection_retry_on_startup": True,
         "task_default_queue": keys.QUEUE,
-        # A message is acked after its attempt; a pool child killed mid-attempt gives it back.
+        # A message is a wake-up, not state: acked after its task, given back if the pool
+        # child dies, and a lost or repeated one costs nothing.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
@@ -50,44 +56,70 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": settings.delivery.task_events,
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
-        "task_time_limit": int(3 * settings.delivery.delivery_timeout + 10),
+        # Longer than any task: its batches stop before the budget, each within a lease.
+        "task_time_limit": settings.delivery.task_time_limit,
     }
 
 
-def install(app: Celery, settings: Settings) -> None:
-    """Register ``hookfan.deliver`` on ``app``. The Deliverer is made lazily in each process
-    (after the prefork fork), so no Redis or HTTP connection is shared across processes."""
-    holder: dict[str, Deliverer] = {}
+def install(app: Celery, settings: Settings) -> Any:
+    """Register ``hookfan.deliver`` on ``app`` and return it. The Courier is made lazily in
+    each process (after the prefork fork), so no Redis or HTTP connection is shared across
+    processes."""
+    holder: dict[str, Courier] = {}
 
-    def deliverer() -> Deliverer:
-        if "d" not in holder:
-            store = Store(connect(settings.redis, timeout=5), settings.delivery.lease)
+    def courier() -> Courier:
+        if "c" not in holder:
+            schedule = Schedule(connect(settings.redis, timeout=5), settings.delivery)
             recorder = metrics.WorkerMetrics() if settings.metrics_addr is not None else None
-            holder["d"] = Deliverer(store, settings.delivery, observer(recorder),
-                                    tracing.setup(settings.otel, "worker"))
-        return holder["d"]
+            holder["c"] = Courier(schedule, settings.delivery,
+                                  observer(recorder) if recorder else None,
+                                  tracing.setup(settings.otel, "worker"),
+                                  recorder.stale_outcomes if recorder else None)
+        return holder["c"]
 
     @app.task(  # type: ignore[untyped-decorator]
         name=TASK_NAME, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
-    def deliver(delivery_id: str, generation: int) -> None:
-        # Returns nothing: Flower shows and logs a task's return value.
-        deliverer().attempt(delivery_id, generation)
+    def deliver(backend: str, copies: int = 0) -> None:
+        # ``copies`` (due when published) is for Flower's view only. Returns nothing: Flower
+        # shows and logs a task's return value.
+        courier().run(backend)
+
+    return deliver
 
 
-class PromoterStep(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Runs the promoter in the worker's main process for as long as the worker runs."""
+def publisher(app: Celery, task: Any) -> Any:
+    """Publish one ``hookfan.deliver`` per (backend, due copies) on one producer."""
+    def publish(owned: Sequence[tuple[str, int]]) -> None:
+        with app.producer_or_acquire() as producer:
+            for url, count in owned:
+                task.apply_async((url, count), producer=producer,
+                                 argsrepr=repr((url, count)), kwargsrepr="{}")
+    return publish
+
+
+class DispatcherStep(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Runs the dispatcher in the worker's main process for as long as the worker runs. If
+    it dies, ``/readyz`` fails at once and the worker stops with status 1."""
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
-        settings: Settings = worker.app.hookfan_settings
-        store = Store(connect(settings.redis, timeout=5), settings.delivery.lease)
-        self.promoter = Promoter(store)
+        app = worker.app
+        settings: Settings = app.hookfan_settings
+        schedule = Schedule(connect(settings.redis, timeout=5), settings.delivery)
+        self.worker = worker
+        self.dispatcher = Dispatcher(schedule, publisher(app, app.tasks[TASK_NAME]),
+                                     on_death=self._died)
+        app.hookfan_dispatching = lambda: self.dispatcher.alive
         super().__init__(worker, **kwargs)
 
+    def _died(self) -> None:
+        self.worker.app.hookfan_failed = True
+        os.kill(os.getpid(), signal.SIGTERM)
+
     def start(self, worker: Any) -> None:
-        self.promoter.start()
+        self.dispatcher.start()
 
     def stop(self, worker: Any) -> None:
-        self.promoter.stop()
+        self.dispatcher.stop()
 
 
 class ShutdownStep(bootsteps.StartStopStep):  # type: ignore[misc]
@@ -96,15 +128,15 @@ class ShutdownStep(bootsteps.StartStopStep):  # type: ignore[misc]
     SIGTERM starts Celery's warm shutdown: no new messages, running attempts finish (each is
     bounded by ``--delivery-timeout``). If some still run when the timeout ends, a SIGQUIT
     turns it into a cold shutdown, which cancels them and gives their messages back to the
-    queue (``acks_late``); the message keeps its generation, so another worker runs the
-    attempt at once instead of waiting for the hold to expire.
+    queue (``acks_late``), so another worker looks at that backend at once; the copies the
+    cut attempts held come back when their lease runs out.
 
     A backstop bounds every stop, whatever started it: ``BACKSTOP_MARGIN`` seconds after the
     timeout the process kills its pool children and exits 1. Celery 5.7 turns a broker
     connection lost at the wrong moment into an "Unrecoverable error" and a warm stop, and that
     stop can wedge on broker I/O; a worker that consumes nothing and never exits would keep
     its supervisor from restarting it. Nothing is lost by exiting: every attempt in flight is
-    made again when its hold in the schedule expires."""
+    made again when its lease runs out."""
 
     BACKSTOP_MARGIN = 15.0
 
@@ -158,8 +190,9 @@ def make_celery(settings: Settings) -> Celery:
     app = Celery("hookfan", set_as_current=False)
     app.conf.update(celery_config(settings))
     app.hookfan_settings = settings
+    app.hookfan_dispatching = lambda: True
     install(app, settings)
-    app.steps["worker"].add(PromoterStep)
+    app.steps["worker"].add(DispatcherStep)
     app.steps["worker"].add(ShutdownStep)
     app.steps["worker"].add(ServingStep)
     return app
@@ -184,4 +217,5 @@ def run(settings: Settings) -> int:
                      "--hostname", "hookfan@%h", "--without-gossip", "--without-mingle",
                      *(["--task-events"] if settings.delivery.task_events else [])])
     worker = getattr(app, "hookfan_worker", None)
-    return int(getattr(worker, "exitcode", 0) or 0)
+    code = int(getattr(worker, "exitcode", 0) or 0)
+    return code or (1 if getattr(app, "hookfan_failed", False) else 0)

@@ -19,25 +19,21 @@ from celery import bootsteps, signals
 from hookfan import metrics
 from hookfan.config import Settings
 from hookfan.health import HealthServer, RedisCheck, all_of
-from hookfan.policy import Outcome
-from hookfan.store import Attempt, connect
+from hookfan.store import connect
+
+from .tasks import Attempt, Observer
 
 log = logging.getLogger(__name__)
 
 OUTCOME_LABEL = {"delivered": "delivered", "retry": "retry", "dead": "dead_letter"}
 """The attempt kinds of :mod:`hookfan.policy` as the ``outcome`` label names them."""
 
-Observer = Callable[[Attempt, Outcome, str, float], None]
-
-
-def observer(recorder: metrics.WorkerMetrics | None) -> Observer:
-    """Record a finished attempt's samples when metrics are served (its figures in Redis
-    were written with its outcome, by the store)."""
-    def observe(att: Attempt, outcome: Outcome, kind: str, took: float) -> None:
-        now = time.time()
-        if recorder is not None:
-            recorder.attempt(OUTCOME_LABEL.get(kind, kind), att.backend.route, att.backend.url,
-                             took, att.number, att.request.accepted, now)
+def observer(recorder: metrics.WorkerMetrics) -> Observer:
+    """Record a finished attempt's samples (its figures in Redis were written with its
+    outcome, by the settle script)."""
+    def observe(att: Attempt, kind: str) -> None:
+        recorder.attempt(OUTCOME_LABEL.get(kind, kind), att.backend.route, att.backend.url,
+                         att.took, att.copy.attempt, att.accepted, time.time())
     return observe
 
 
@@ -79,7 +75,9 @@ class ServingStep(bootsteps.StartStopStep):  # type: ignore[misc]
             signals.worker_process_shutdown.connect(_mark_child_dead, weak=False)
         if s.health_addr is not None:
             broker = RedisCheck(connect(s.redis, timeout=1.0))
-            server = HealthServer(s.health_addr, all_of(self.consuming.is_set, broker)).start()
+            dispatching = worker.app.hookfan_dispatching
+            server = HealthServer(s.health_addr,
+                                  all_of(self.consuming.is_set, dispatching, broker)).start()
             self._stops.append(server.stop)
 
     def _ready(self, **_: Any) -> None:

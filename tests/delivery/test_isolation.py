@@ -54,7 +54,7 @@ class Unanswering:
 def iso_stack(module_redis: RedisProcess, tmp_path) -> Iterator[Stack]:
     s = Stack(module_redis.url, tmp_path / "routes", tmp_path / "logs",
               worker_args=["--concurrency", "4", "--backend-concurrency", "2",
-                           "--delivery-timeout", "10s", "--lease", "30s"])
+                           "--delivery-timeout", "10s"])
     (tmp_path / "routes").mkdir()
     s.start_operator()
     s.start_app()

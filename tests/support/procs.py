@@ -123,7 +123,7 @@ class Stack:
 
     def start_worker(self, name: str = "worker") -> HookfanProcess:
         return self._spawn(name, ["worker", "--concurrency", "2", "--min-retry-delay", "100ms",
-                                  "--max-retry-delay", "1s", "--lease", "5s",
+                                  "--max-retry-delay", "1s",
                                   "--delivery-timeout", "2s", *self.worker_args])
 
     def start(self) -> Stack:

@@ -1,0 +1,174 @@
+-- settle: record a batch's outcomes, expire lapsed leases, then claim the next batch for the
+-- same task (or end the task's ownership of the backend). One call per batch of a
+-- hookfan.deliver task; the backend is one URL.
+--
+-- KEYS[1] hookfan:q:<url>   zset, delivery id -> ms its next attempt is due
+-- KEYS[2] hookfan:f:<url>   zset, delivery id -> ms its lease runs out (claimed copies)
+-- KEYS[3] hookfan:c:<url>   hash, delivery id -> '<generation> <attempts> <t0 ms> <route>'
+-- KEYS[4] hookfan:s:<url>   zset, '<token>:<k>' -> ms the sender slot's lease runs out
+-- KEYS[5] hookfan:due       zset, backend url -> ms the dispatcher should act
+-- KEYS[6] hookfan:owned     zset, backend url -> ms its task's ownership lapses
+-- KEYS[7] hookfan:stats     hash, per-backend figures for RequestClone status
+-- KEYS[8] hookfan:dead      zset, dead-lettered delivery id -> ms
+-- KEYS[9] hookfan:dl        hash, dead-lettered delivery id -> JSON of its record
+-- KEYS[10] hookfan.deliveries  the Celery queue (read only: are other tasks waiting?)
+-- KEYS[10 + j]              hookfan:req:<id> of the j-th outcome of kind 'd'
+--
+-- ARGV[1] url, ARGV[2] task token, ARGV[3] slots the token held (released here),
+-- ARGV[4] copies wanted (0: the task ends), ARGV[5] senders wanted, ARGV[6] cap (0: none),
+-- ARGV[7] lease ms, ARGV[8] hold ms, ARGV[9] max retry age ms, ARGV[10] min retry delay ms,
+-- ARGV[11] max retry delay ms, ARGV[12] jitter seed, ARGV[13] m outcomes, then per outcome:
+-- delivery id, generation, kind, delay ms, reason. Kinds: 'd' delivered, 'r' retry after the
+-- delay, 'x' dead letter, 'u' never sent (the task ran out of its send window: no attempt).
+--
+-- An outcome counts only if the copy is in flight with that generation (its attempt token);
+-- any other is stale and changes nothing. A lease that ran out is a failed attempt
+-- ('LeaseExpired'). A copy past the max retry age is dead-lettered when claimed or when its
+-- next due time would pass it ('MaxRetryAgeExceeded' when claimed). At most cap senders hold
+-- slots at once; the in-flight set holds the claimed copies.
+--
+-- Returns {senders granted, due copies left, stale outcomes, Celery queue length, ended 0/1,
+--          dead-lettered ids (table), then per claimed copy: id, generation, attempt, t0, route}.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local url, token = ARGV[1], ARGV[2]
+local want, share, cap = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local lease, hold, max_age = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local min_delay, max_delay, seed = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local delivered, errors, buried = {}, {}, {}
+
+local function parse(v)
+  local g, a, t0, route = string.match(v, '^(%d+) (%d+) (%d+) (.*)$')
+  return tonumber(g), tonumber(a), tonumber(t0), route
+end
+
+local function bury(did, g, a, t0, route, reason)
+  redis.call('HDEL', KEYS[3], did)
+  redis.call('ZREM', KEYS[1], did)
+  redis.call('ZADD', KEYS[8], now, did)
+  redis.call('HSET', KEYS[9], did, cjson.encode({url, route, g, a, t0, reason}))
+  errors[route] = reason
+  table.insert(buried, did)
+end
+
+local function retry(did, g, a, t0, route, delay, reason)
+  local due = now + delay
+  if due - t0 > max_age then
+    bury(did, g, a, t0, route, reason)
+  else
+    redis.call('ZADD', KEYS[1], due, did)
+    errors[route] = reason
+  end
+end
+
+-- 1. the outcomes of the batch this token sent
+local stale, reqkey = 0, 10
+local i = 14
+for _ = 1, tonumber(ARGV[13]) do
+  local did, gen, kind = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  local delay, reason = tonumber(ARGV[i + 3]), ARGV[i + 4]
+  i = i + 5
+  if kind == 'd' then reqkey = reqkey + 1 end
+  local v = redis.call('HGET', KEYS[3], did)
+  local g, a, t0, route
+  if v then g, a, t0, route = parse(v) end
+  if not v or g ~= gen or not redis.call('ZSCORE', KEYS[2], did) then
+    stale = stale + 1
+  else
+    redis.call('ZREM', KEYS[2], did)
+    if kind == 'd' then
+      redis.call('HDEL', KEYS[3], did)
+      if redis.call('HINCRBY', KEYS[reqkey], 'n', -1) <= 0 then redis.call('DEL', KEYS[reqkey]) end
+      delivered[route] = (delivered[route] or 0) + 1
+    elseif kind == 'u' then
+      redis.call('HSET', KEYS[3], did, g .. ' ' .. (a - 1) .. ' ' .. t0 .. ' ' .. route)
+      redis.call('ZADD', KEYS[1], now, did)
+    elseif kind == 'r' then
+      retry(did, g, a, t0, route, delay, reason)
+    else
+      bury(did, g, a, t0, route, reason)
+    end
+  end
+end
+for k = 1, tonumber(ARGV[3]) do redis.call('ZREM', KEYS[4], token .. ':' .. k) end
+
+-- 2. leases that ran out: their attempts never reported back
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 256)
+for _, did in ipairs(expired) do
+  redis.call('ZREM', KEYS[2], did)
+  local v = redis.call('HGET', KEYS[3], did)
+  if v then
+    local g, a, t0, route = parse(v)
+    seed = (seed * 1103515245 + 12345) % 2147483648
+    local base = math.min(min_delay * 2 ^ math.min(math.max(a - 1, 0), 40), max_delay)
+    retry(did, g, a, t0, route, math.floor(base * (0.8 + 0.4 * seed / 2147483648)),
+          'LeaseExpired')
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+
+-- 3. claim the next batch, oldest due first, with sender slots up to the cap
+local granted, claimed = 0, {}
+if want > 0 then
+  granted = share
+  if cap > 0 then granted = math.min(share, cap - redis.call('ZCARD', KEYS[4])) end
+  if granted > 0 then
+    local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, want)
+    for _, did in ipairs(ids) do
+      local v = redis.call('HGET', KEYS[3], did)
+      if not v then
+        redis.call('ZREM', KEYS[1], did)
+      else
+        local g, a, t0, route = parse(v)
+        if now - t0 > max_age then
+          bury(did, g, a, t0, route, 'MaxRetryAgeExceeded')
+        else
+          g, a = g + 1, a + 1
+          redis.call('HSET', KEYS[3], did, g .. ' ' .. a .. ' ' .. t0 .. ' ' .. route)
+          redis.call('ZREM', KEYS[1], did)
+          redis.call('ZADD', KEYS[2], now + lease, did)
+          for _, x in ipairs({did, g, a, t0, route}) do table.insert(claimed, x) end
+        end
+      end
+    end
+    if #claimed == 0 then granted = 0 end
+    for k = 1, granted do redis.call('ZADD', KEYS[4], now + lease, token .. ':' .. k) end
+  end
+end
+
+-- 4. keep the ownership while the task goes on; else hand the backend back to the dispatcher
+local ended = 0
+if #claimed == 0 then
+  ended = 1
+  redis.call('ZREM', KEYS[6], url)
+  local nxt
+  for _, key in ipairs({KEYS[1], KEYS[2]}) do
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if first[2] and (not nxt or tonumber(first[2]) < nxt) then nxt = tonumber(first[2]) end
+  end
+  if nxt and cap > 0 and redis.call('ZCARD', KEYS[4]) >= cap then
+    local slot = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+    nxt = math.max(nxt, tonumber(slot[2]))
+  end
+  if nxt then
+    redis.call('ZADD', KEYS[5], 'LT', nxt, url)
+    if nxt <= now then redis.call('PUBLISH', 'hookfan:wake', '1') end
+  end
+else
+  redis.call('ZADD', KEYS[6], now + hold, url)
+end
+
+-- 5. the backend's figures for RequestClone status
+local secs = string.format('%.3f', now / 1000)
+for route, n in pairs(delivered) do
+  redis.call('HINCRBY', KEYS[7], 'delivered:' .. route .. ' ' .. url, n)
+  redis.call('HSET', KEYS[7], 'last_delivered:' .. route .. ' ' .. url, secs)
+end
+for route, reason in pairs(errors) do
+  redis.call('HSET', KEYS[7], 'last_error:' .. route .. ' ' .. url, reason)
+end
+
+local more = redis.call('ZCOUNT', KEYS[1], '-inf', now)
+local out = {granted, more, stale, redis.call('LLEN', KEYS[10]), ended, buried}
+for _, x in ipairs(claimed) do table.insert(out, x) end
+return out

@@ -1,0 +1,209 @@
+"""The one Celery task, ``hookfan.deliver(backend)``: claim a batch of that backend's due
+copies, send them, record every outcome, and go on while the backend has due copies and no
+other task is waiting for a process.
+
+Each batch is one settle script (record the last batch, claim the next) and one pipelined
+read of the stored requests. Copies are sent over keep-alive connections by up to as many
+threads as the claim granted sender slots (``--backend-concurrency``, across all workers).
+An attempt is started only while it can end before its lease does; a copy left unsent goes
+back to the ready queue without counting as an attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from hookfan.config import DeliverySettings
+from hookfan.envelope import StoredRequest, forward_headers
+from hookfan.policy import Outcome, classify, parse_retry_after, retry_delay
+from hookfan.routes import Backend
+from hookfan.schedule import Batch, Claimed, Result, Schedule
+from hookfan.tracing import Tracing
+
+from .transport import Sent, Transport
+
+log = logging.getLogger(__name__)
+
+MARGIN = 1.0
+"""Seconds kept between the last attempt's deadline and the end of its lease."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One finished attempt, as logs, metrics and traces see it."""
+
+    copy: Claimed
+    backend: Backend
+    request: StoredRequest | None
+    outcome: Outcome
+    took: float
+    retry_after: float | None = None
+    """Seconds the backend asked to wait (its Retry-After), if it said."""
+    sent: bool = True
+    """False when the send window closed before the attempt could start."""
+
+    @property
+    def accepted(self) -> float:
+        return self.request.accepted if self.request is not None else self.copy.started
+
+
+Observer = Callable[[Attempt, str], None]
+"""Called with each finished attempt and its kind (delivered, retry, dead)."""
+
+
+def origin_form(uri: str) -> str:
+    """The request target to send: absolute-form (``http://h/p``) reduced to ``/p``."""
+    if uri.startswith("/"):
+        return uri
+    scheme, sep, rest = uri.partition("://")
+    if sep and scheme.isalpha():
+        slash = rest.find("/")
+        return rest[slash:] if slash >= 0 else "/"
+    return "/" + uri if uri != "*" else "/"
+
+
+class Courier:
+    """Runs ``hookfan.deliver`` tasks in one (pool) process, with its own connections."""
+
+    def __init__(self, schedule: Schedule, settings: DeliverySettings,
+                 observe: Observer | None = None, tracing: Tracing | None = None,
+                 on_stale: Callable[[int], None] | None = None) -> None:
+        self.schedule = schedule
+        self.s = settings
+        self.http = Transport(settings.delivery_timeout)
+        self.observe = observe
+        self.on_stale = on_stale
+        self.tracing = tracing or Tracing()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def run(self, url: str) -> int:
+        """Deliver ``url``'s due copies until none are due, the task's budget is spent or
+        other tasks wait; returns the number of attempts made. Raises redis errors (the
+        copies claimed are then taken back when their lease runs out)."""
+        token = os.urandom(6).hex()
+        started = time.monotonic()
+        results: list[Result] = []
+        attempts: list[Attempt] = []
+        held, made, want = 0, 0, self.s.batch
+        while True:
+            claimed_at = time.monotonic()
+            batch = self.schedule.settle(url, token, held, results, want)
+            self._report(attempts, batch)
+            if batch.ended:
+                return made
+            held = batch.senders
+            attempts = self._send(url, batch, claimed_at + self.s.lease - MARGIN)
+            results = [result(a, self.s) for a in attempts]
+            attempts = [a for a in attempts if a.sent]
+            made += len(attempts)
+            go_on = (batch.more > 0 and batch.queued == 0
+                     and time.monotonic() - started < self.s.task_budget)
+            want = self.s.batch if go_on else 0
+
+    def _send(self, url: str, batch: Batch, lease_end: float) -> list[Attempt]:
+        requests = self.schedule.requests(c.request_id for c in batch.copies)
+        jobs = iter(batch.copies)
+        lock = threading.Lock()
+        out: list[Attempt] = []
+
+        def worker() -> None:
+            while True:
+                with lock:
+                    copy = next(jobs, None)
+                if copy is None:
+                    return
+                att = self._attempt(url, copy, requests.get(copy.request_id), lease_end)
+                with lock:
+                    out.append(att)
+
+        n = min(batch.senders, len(batch.copies))
+        if n <= 1:
+            worker()
+        else:
+            pool = self._threads()
+            for f in [pool.submit(worker) for _ in range(n)]:
+                f.result()
+        return out
+
+    def _threads(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            size = self.s.backend_concurrency or 16
+            self._pool = ThreadPoolExecutor(size, thread_name_prefix="hookfan-send")
+        return self._pool
+
+    def _attempt(self, url: str, copy: Claimed, req: StoredRequest | None,
+                 lease_end: float) -> Attempt:
+        backend = Backend(copy.route, url)
+        if req is None:
+            return Attempt(copy, backend, None, Outcome("dead", "RequestMissing"), 0.0)
+        t0 = time.monotonic()
+        if t0 + self.s.delivery_timeout > lease_end:
+            return Attempt(copy, backend, req, Outcome("retry", "Unsent"), 0.0, sent=False)
+        parent = req.trace or None if self.tracing.enabled else None
+        with self.tracing.span("hookfan.deliver", "consumer", parent=parent,
+                               attrs=span_attrs(copy, url)), \
+                self.tracing.span(f"HTTP {req.method}", "client",
+                                  attrs={"server.address": url}) as span:
+            sent = self.send(url, copy, req)
+            if span is not None and sent.status is not None:
+                span.set_attribute("http.response.status_code", sent.status)
+        return Attempt(copy, backend, req, classify(sent.status, sent.error),
+                       time.monotonic() - t0, parse_retry_after(sent.retry_after, time.time()))
+
+    def send(self, url: str, copy: Claimed, req: StoredRequest) -> Sent:
+        lines = self.tracing.outbound(
+            forward_headers(req, copy.request_id, copy.delivery_id, copy.attempt))
+        had_length = any(n.lower() == "content-length" for n, _ in req.headers)
+        body = req.body if (req.body or had_length) else None
+        return self.http.send(url, req.method, origin_form(req.uri), lines, body)
+
+    def _report(self, attempts: Sequence[Attempt], batch: Batch) -> None:
+        """Log and observe the attempts the last settle recorded (now that it is known which
+        of them the settle turned into dead letters)."""
+        if batch.stale and self.on_stale is not None:
+            self.on_stale(batch.stale)
+        if batch.stale:
+            log.warning("stale outcomes dropped", extra={"count": batch.stale})
+        dead = set(batch.dead)
+        for att in attempts:
+            kind = att.outcome.kind
+            if kind == "retry" and att.copy.delivery_id in dead:
+                kind = "dead"
+            log.info("attempt %s", kind, extra={
+                "delivery_id": att.copy.delivery_id, "request_id": att.copy.request_id,
+                "route": att.backend.route, "backend": att.backend.url,
+                "attempt": att.copy.attempt, "status": att.outcome.status,
+                "reason": att.outcome.reason, "duration": round(att.took, 6)})
+            if self.observe is not None:
+                try:
+                    self.observe(att, kind)
+                except Exception as exc:  # figures must never fail a delivery that happened
+                    log.warning("attempt not recorded in metrics: %s", type(exc).__name__)
+
+
+def result(att: Attempt, s: DeliverySettings) -> Result:
+    """What the settle script records for an attempt. Pure. The retry age is checked by the
+    script, on Redis's clock."""
+    if not att.sent:
+        return Result(att.copy, "u")
+    kind = att.outcome.kind
+    if kind == "delivered":
+        return Result(att.copy, "d")
+    if kind == "retry":
+        delay = retry_delay(att.copy.attempt, s.min_retry_delay, s.max_retry_delay,
+                            att.retry_after)
+        return Result(att.copy, "r", delay, att.outcome.reason)
+    return Result(att.copy, "x", 0.0, att.outcome.reason)
+
+
+def span_attrs(copy: Claimed, url: str) -> dict[str, str | int]:
+    """What a delivery span says: ids, route, backend, attempt number. Never content."""
+    return {"hookfan.delivery_id": copy.delivery_id, "hookfan.request_id": copy.request_id,
+            "hookfan.route": copy.route, "hookfan.backend": url,
+            "hookfan.attempt": copy.attempt}
