@@ -55,7 +55,8 @@ def test_schema_rejects_bad_values(values: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"delivery": {"timeoutSeconds": 30, "leaseSeconds": 30}}, "leaseSeconds"),
+    ({"delivery": {"timeoutSeconds": 30}, "worker": {"terminationGracePeriodSeconds": 130}},
+     r"4\*delivery\.timeoutSeconds\+20"),
     ({"worker": {"terminationGracePeriodSeconds": 40}}, "terminationGracePeriodSeconds"),
     ({"operator": {"leaderElection": False}}, "leaderElection"),
     ({"ingress": {"enabled": True}}, "ingress.hosts"),

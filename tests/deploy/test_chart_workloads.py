@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from hookfan.config import DeliverySettings
+
 from .chart import containers, find, flag, one, render, workloads
 
 HOOKFAN = ("hookfan-app", "hookfan-worker", "hookfan-operator")
@@ -94,13 +96,14 @@ def test_app_runs_gunicorn_workers_behind_the_intake_service(
 
 @pytest.mark.parametrize("timeout", [10, 45])
 def test_worker_grace_period_outlasts_the_task_time_limit(timeout: int) -> None:
-    docs = render({"delivery": {"timeoutSeconds": timeout, "leaseSeconds": timeout + 20},
+    docs = render({"delivery": {"timeoutSeconds": timeout},
                    "worker": {"concurrency": 7}})
     w = one(docs, "Deployment", "hookfan-worker")
     c = hookfan_container(docs, "hookfan-worker")
     assert flag(c, "delivery-timeout") == f"{timeout}s"
     assert flag(c, "concurrency") == "7"
-    assert w["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 3 * timeout + 10
+    limit = DeliverySettings(delivery_timeout=timeout).task_time_limit
+    assert w["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > limit
 
 
 def test_operator_runs_two_replicas_with_leader_election(defaults: list[dict[str, Any]]) -> None:

@@ -98,9 +98,10 @@ HOOKFAN_REDIS_TLS_KEY_FILE tls.key {{ $tls.keyKey }}
 {{- end -}}
 {{- end -}}
 
-{{/* The task time limit the worker applies (hookfan/worker/celeryapp.py): 3*timeout+10. */}}
+{{/* The task time limit the worker applies (DeliverySettings.task_time_limit in
+hookfan/config.py): twice the lease (2*timeout+5) plus 10, that is 4*timeout+20. */}}
 {{- define "hookfan.taskTimeLimit" -}}
-{{- add (mul 3 (int .Values.delivery.timeoutSeconds)) 10 -}}
+{{- add (mul 4 (int .Values.delivery.timeoutSeconds)) 20 -}}
 {{- end -}}
 
 {{- define "hookfan.workerGrace" -}}
@@ -109,7 +110,7 @@ HOOKFAN_REDIS_TLS_KEY_FILE tls.key {{ $tls.keyKey }}
 {{- if kindIs "invalid" $grace -}}
 {{- add $limit 30 -}}
 {{- else if le (int $grace) $limit -}}
-{{- fail (printf "worker.terminationGracePeriodSeconds (%d) must exceed the task time limit 3*delivery.timeoutSeconds+10 = %d s, or running attempts are killed on shutdown" (int $grace) $limit) -}}
+{{- fail (printf "worker.terminationGracePeriodSeconds (%d) must exceed the task time limit 4*delivery.timeoutSeconds+20 = %d s, or running attempts are killed on shutdown" (int $grace) $limit) -}}
 {{- else -}}
 {{- int $grace -}}
 {{- end -}}
@@ -165,11 +166,7 @@ connect with certificate checks off.
 {{- end -}}
 
 {{- define "hookfan.deliveryArgs" -}}
-{{- if le (int .Values.delivery.leaseSeconds) (int .Values.delivery.timeoutSeconds) -}}
-{{- fail "delivery.leaseSeconds must be longer than delivery.timeoutSeconds" -}}
-{{- end -}}
 - --delivery-timeout={{ .Values.delivery.timeoutSeconds }}s
-- --lease={{ .Values.delivery.leaseSeconds }}s
 - --min-retry-delay={{ .Values.delivery.minRetryDelay }}
 - --max-retry-delay={{ .Values.delivery.maxRetryDelay }}
 - --max-retry-age={{ .Values.delivery.maxRetryAge }}
