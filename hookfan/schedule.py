@@ -95,11 +95,13 @@ class Schedule:
         return owned, (None if wait < 0 else wait / 1000)
 
     def settle(self, url: str, token: str, held: int, results: Sequence[Result],
-               want: int) -> Batch:
+               want: int, linger: bool = False) -> Batch:
         """Record ``results`` (releasing the ``held`` sender slots of ``token``), turn expired
         leases into failed attempts, then claim up to ``want`` due copies with up to
         ``--backend-concurrency`` senders, or, with ``want`` 0 or nothing due, end the
-        task's ownership of ``url``. One script, one round trip. Raises redis errors."""
+        task's ownership of ``url`` (unless ``linger``: then an empty batch keeps it, and
+        the call writes nothing when nothing changed). One script, one round trip. Raises
+        redis errors."""
         s = self.s
         delivered = [keys.request(r.copy.request_id) for r in results if r.kind == "d"]
         flat: list[Any] = []
@@ -111,7 +113,8 @@ class Schedule:
                   keys.DEAD_INFO, keys.QUEUE, *delivered],
             args=[url, token, held, want, share, s.backend_concurrency, _ms(s.lease),
                   _ms(s.hold), _ms(s.max_retry_age), _ms(s.min_retry_delay),
-                  _ms(s.max_retry_delay), random.getrandbits(31), len(results), *flat])
+                  _ms(s.max_retry_delay), random.getrandbits(31), "1" if linger else "0",
+                  len(results), *flat])
         copies = [Claimed(out[i].decode(), int(out[i + 1]), int(out[i + 2]),
                           int(out[i + 3]) / 1000, out[i + 4].decode())
                   for i in range(6, len(out), 5)]

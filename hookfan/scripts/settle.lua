@@ -17,7 +17,9 @@
 -- ARGV[1] url, ARGV[2] task token, ARGV[3] slots the token held (released here),
 -- ARGV[4] copies wanted (0: the task ends), ARGV[5] senders wanted, ARGV[6] cap (0: none),
 -- ARGV[7] lease ms, ARGV[8] hold ms, ARGV[9] max retry age ms, ARGV[10] min retry delay ms,
--- ARGV[11] max retry delay ms, ARGV[12] jitter seed, ARGV[13] m outcomes, then per outcome:
+-- ARGV[11] max retry delay ms, ARGV[12] jitter seed, ARGV[13] '1' to linger (keep the ownership
+-- when nothing is due, for a task that waits a moment for new copies), ARGV[14] m outcomes,
+-- then per outcome:
 -- delivery id, generation, kind, delay ms, reason. Kinds: 'd' delivered, 'r' retry after the
 -- delay, 'x' dead letter, 'u' never sent (the task ran out of its send window: no attempt).
 --
@@ -63,8 +65,8 @@ end
 
 -- 1. the outcomes of the batch this token sent
 local stale, reqkey = 0, 10
-local i = 14
-for _ = 1, tonumber(ARGV[13]) do
+local i = 15
+for _ = 1, tonumber(ARGV[14]) do
   local did, gen, kind = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
   local delay, reason = tonumber(ARGV[i + 3]), ARGV[i + 4]
   i = i + 5
@@ -138,7 +140,7 @@ end
 
 -- 4. keep the ownership while the task goes on; else hand the backend back to the dispatcher
 local ended = 0
-if #claimed == 0 then
+if #claimed == 0 and not (want > 0 and ARGV[13] == '1') then
   ended = 1
   redis.call('ZREM', KEYS[6], url)
   local nxt
@@ -155,7 +157,9 @@ if #claimed == 0 then
     if nxt <= now then redis.call('PUBLISH', 'hookfan:wake', '1') end
   end
 else
-  redis.call('ZADD', KEYS[6], now + hold, url)
+  -- renewed only when half the hold is gone: a lingering task's polls write nothing
+  local owned = tonumber(redis.call('ZSCORE', KEYS[6], url) or 0)
+  if owned - now < hold / 2 then redis.call('ZADD', KEYS[6], now + hold, url) end
 end
 
 -- 5. the backend's figures for RequestClone status

@@ -6,20 +6,18 @@ the request target (``%2e`` becomes ``%2E``, ``%zz`` becomes ``%25zz``), which b
 that signs the raw path. Nothing here is added that the sender did not send, except
 Content-Length, recomputed for the identical body.
 
-Contract of ``Transport.send``:
+``Transport.send`` promises:
 
 * The whole attempt (connect, TLS handshake, send, status line, headers, drained body) ends by
-  ``timeout`` seconds after the call, or by ``deadline`` (a ``time.monotonic()`` value) if that
-  is earlier. Past it the result is ``Sent(None, "Timeout")`` (``"ConnectTimeout"`` if still
-  connecting), never a success, and the connection is closed, never reused.
-* Safe to call from several threads at once. Idle keep-alive connections are pooled per base
-  URL (at most ``MAX_IDLE`` each) and kept across calls; a connection goes back to the pool
-  only after a clean, fully read answer.
-* A copy that fails on a *reused* connection before any byte of an answer was read (the peer
-  had closed it while idle) is sent once more on a fresh connection, within the same deadline,
-  and the result says ``resent=True``: it is one attempt, not two. A failure on a fresh
-  connection, after answer bytes arrived, or at the deadline, is not sent again.
-* Never raises for network trouble; ``error`` is a class of error, never a message.
+  ``timeout`` seconds after the call, or by ``deadline`` (a ``time.monotonic()`` value) if
+  earlier. Past it the result is ``Sent(None, "Timeout")`` (``"ConnectTimeout"`` if not yet
+  connected), never a success, and the connection is closed, not reused.
+* Threads may call it at once. Idle keep-alive connections are pooled per base URL (at most
+  ``MAX_IDLE``) across calls; one goes back only after a clean, fully read answer.
+* A copy whose *reused* connection turns out closed by the peer (broken pipe, reset or EOF
+  before any status line) is sent once more on a fresh connection within the same deadline,
+  with ``resent=True``: one attempt, not two. Nothing else is sent again.
+* It never raises for network trouble; ``error`` is a class of error, never a message.
 """
 
 from __future__ import annotations
@@ -43,9 +41,9 @@ MAX_DRAIN = 64 * 1024
 MAX_IDLE = 16
 """Idle keep-alive connections kept per base URL; one returned beyond this is closed."""
 
-# What a reused connection that the peer closed while idle fails with, before any answer byte
-# has been read: the copy never reached the application, so sending it again is safe.
-_STALE = (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError)  # RemoteDisconnected included
+# How a keep-alive connection that the peer closed while it sat idle fails, before a status line
+# (RemoteDisconnected, EOF without one, is a ConnectionResetError).
+_STALE = (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError)
 
 
 @dataclass(frozen=True)
@@ -62,8 +60,6 @@ class Sent:
 class _Guard:
     """The watchdog's hold on one attempt's socket: a dup of its descriptor, because TLS
     wrapping detaches the original socket object and http.client may close it on error."""
-
-    __slots__ = ("sock", "fired")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock: socket.socket | None = socket.fromfd(sock.fileno(), sock.family, sock.type)
@@ -90,8 +86,8 @@ class _Watchdog:
         with self._cond:
             heapq.heappush(self._heap, (deadline, next(self._seq), guard))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="hookfan-deadlines",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._run, name="hookfan-deadline")
+                self._thread.daemon = True
                 self._thread.start()
             elif self._heap[0][2] is guard:
                 self._cond.notify()
@@ -136,8 +132,8 @@ class _Link:
         self.conn = cls(parts.hostname or "", parts.port)
         self.end = 0.0
         self.guard: _Guard | None = None
-        # http.client opens its TCP socket through this hook; arming there covers the TLS
-        # handshake too, which a per-operation timeout would not bound.
+        # http.client opens its TCP socket through this hook. Arming there holds the TLS
+        # handshake to the deadline too: its socket timeout would count afresh after connect.
         self.conn._create_connection = self._open  # type: ignore[attr-defined]
 
     def _open(self, address: tuple[str, int], timeout: float,
@@ -161,7 +157,9 @@ class Transport:
         """Send one request and read the answer; never raises for network trouble."""
         end = time.monotonic() + self.timeout
         if deadline is not None:
-            pass
+            end = min(end, deadline)
+            if end <= time.monotonic():  # do not spend a pooled connection on it
+                return Sent(None, "ConnectTimeout")
         link = self._take(base_url)
         reused = link is not None
         sent, stale = self._once(base_url, link or _Link(base_url), end, method, target, lines,
@@ -207,10 +205,7 @@ class Transport:
             phase = "drain"  # a status line arrived: from here on nothing is sent again
             status, retry_after = resp.status, resp.getheader("Retry-After")
             keep = resp.length is not None and resp.length <= MAX_DRAIN and not resp.will_close
-            if keep:
-                resp.read()
-            else:
-                resp.close()
+            resp.read() if keep else resp.close()
         except (OSError, http.client.HTTPException, ValueError) as exc:
             error = exc
         finally:

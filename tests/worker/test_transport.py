@@ -232,7 +232,7 @@ def test_sequential_sends_share_one_keep_alive_connection(serve, transports):
 def test_concurrent_sends_share_a_pool(serve, transports):
     backend = serve(lambda b, conn, n: answer_all(b, conn, n, delay=0.2))
     transport = transports(5.0)
-    start = threading.Barrier(4)
+    start = threading.Barrier(4, timeout=10)  # a sender that dies must not hang the others
     results: list[Sent] = []
 
     def sender() -> None:
@@ -242,7 +242,7 @@ def test_concurrent_sends_share_a_pool(serve, transports):
             with backend.lock:
                 results.append(sent)
 
-    threads = [threading.Thread(target=sender) for _ in range(4)]
+    threads = [threading.Thread(target=sender, daemon=True) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
