@@ -176,7 +176,8 @@ class DeliverySettings:
     max_retry_age: float = 86400.0
     """A copy still undelivered this long after acceptance is dead-lettered."""
     concurrency: int = 4
-    """Parallel delivery attempts per worker."""
+    """Celery prefork children per worker: backends whose batches run at once (each batch
+    sends up to ``backend_concurrency`` copies at once)."""
     task_events: bool = False
     """Send Celery task events (Flower's live task view). Off by default as in Celery: they
     cost the worker's main process over a third of its busy time, and Flower turns them on

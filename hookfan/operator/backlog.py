@@ -8,9 +8,9 @@ counters kept by the store's Lua scripts because it adds nothing to the intake's
 workers' hot path (their scripts stay as they are, one less thing to get wrong under a crash),
 it is exact after a replay, a purge, an upgrade or a hand-edited Redis (counters drift and
 would need their own repair scan), and its cost is paid by one process only: about one
-pipelined read per copy per interval (100k pending copies ≈ 1 s of Redis time every
-``--status-interval``, at most 5 s). Past ``limit`` the figures cover the oldest-due ``limit``
-copies and ``hookfan_backlog_truncated`` is 1.
+HSCAN per backend plus one pipelined read per request per interval. Past ``limit`` the
+figures cover the first ``limit`` copies found (in no particular order) and
+``hookfan_backlog_truncated`` is 1.
 
 Scrapes never touch Redis: they read the last scan.
 """

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import os
 import signal
 import ssl
@@ -13,9 +14,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import redis
 from celery import Celery, bootsteps, signals
 
-from hookfan import keys, metrics, tracing
+from hookfan import forkgate, keys, metrics, migrate, tracing
 from hookfan.config import Settings
 from hookfan.health import check_can_listen
 from hookfan.schedule import Schedule
@@ -64,8 +66,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 def install(app: Celery, settings: Settings) -> Any:
     """Register ``hookfan.deliver`` on ``app`` and return it. The Courier is made lazily in
     each process (after the prefork fork), so no Redis or HTTP connection is shared across
-    processes."""
+    processes. A warm shutdown of the main process sets ``app.hookfan_stopping`` (an Event
+    made before the pool forks, so the children share it): running tasks then finish their
+    batch and claim no more."""
     holder: dict[str, Courier] = {}
+    stopping = multiprocessing.get_context("fork").Event()
+    app.hookfan_stopping = stopping
 
     def courier() -> Courier:
         if "c" not in holder:
@@ -74,7 +80,8 @@ def install(app: Celery, settings: Settings) -> Any:
             holder["c"] = Courier(schedule, settings.delivery,
                                   observer(recorder) if recorder else None,
                                   tracing.setup(settings.otel, "worker"),
-                                  recorder.stale_outcomes if recorder else None)
+                                  recorder.stale_outcomes if recorder else None,
+                                  stopping.is_set)
         return holder["c"]
 
     @app.task(  # type: ignore[untyped-decorator]
@@ -116,6 +123,11 @@ class DispatcherStep(bootsteps.StartStopStep):  # type: ignore[misc]
         os.kill(os.getpid(), signal.SIGTERM)
 
     def start(self, worker: Any) -> None:
+        try:
+            with forkgate.held():
+                migrate.migrate(self.dispatcher.schedule.r)
+        except redis.RedisError as exc:  # the next worker start moves what is left
+            log.error("first-engine copies not moved yet: %s", type(exc).__name__)
         self.dispatcher.start()
 
     def stop(self, worker: Any) -> None:
@@ -143,6 +155,7 @@ class ShutdownStep(bootsteps.StartStopStep):  # type: ignore[misc]
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         settings: Settings = worker.app.hookfan_settings
         self.timeout = settings.operator.graceful_shutdown_timeout
+        self.stopping = worker.app.hookfan_stopping
         self.timer: threading.Timer | None = None
         self.backstop: threading.Timer | None = None
         worker.app.hookfan_worker = worker  # run() reads its exit code
@@ -166,6 +179,7 @@ class ShutdownStep(bootsteps.StartStopStep):  # type: ignore[misc]
         signals.worker_shutting_down.connect(self._arm, weak=False)
 
     def _arm(self, sig: str = "", how: str = "", **_: Any) -> None:
+        self.stopping.set()
         if how != "Warm" or self.timer is not None:
             return
         pid = os.getpid()

@@ -80,7 +80,8 @@ class Courier:
 
     def __init__(self, schedule: Schedule, settings: DeliverySettings,
                  observe: Observer | None = None, tracing: Tracing | None = None,
-                 on_stale: Callable[[int], None] | None = None) -> None:
+                 on_stale: Callable[[int], None] | None = None,
+                 stopping: Callable[[], bool] = lambda: False) -> None:
         self.schedule = schedule
         self.s = settings
         self.http = Transport(settings.delivery_timeout)
@@ -88,6 +89,8 @@ class Courier:
         self.on_stale = on_stale
         self.tracing = tracing or Tracing()
         self._pool: ThreadPoolExecutor | None = None
+        self.stopping = stopping
+        """True once the worker began a warm shutdown: finish the batch, claim no more."""
 
     def run(self, url: str) -> int:
         """Deliver ``url``'s due copies until none has been due for :data:`LINGER` seconds,
@@ -117,7 +120,8 @@ class Courier:
                 results = [result(a, self.s) for a in attempts]
                 attempts = [a for a in attempts if a.sent]
                 made += len(attempts)
-            go_on = (batch.queued == 0 and claimed_at - started < self.s.task_budget
+            go_on = (batch.queued == 0 and not self.stopping()
+                     and claimed_at - started < self.s.task_budget
                      and (batch.copies or claimed_at - idle < LINGER))
             want = self.s.batch if go_on else 0
             if len(batch.copies) >= self.s.batch // 2:
