@@ -73,7 +73,8 @@ def run_wrk(url: str, seconds: float, connections: int = 32, body_size: int = 10
     errs = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses:|connect|read|write|"
                                           r"timeout) (\d+)", out))
     return WrkResult(rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-                     p50_ms=_duration(pct["50"]) * 1e3, p99_ms=_duration(pct["99"]) * 1e3,
+                     p50_ms=_duration(pct.get("50", "")) * 1e3,
+                     p99_ms=_duration(pct.get("99", "")) * 1e3,
                      requests=int(re.search(r"(\d+) requests in", out).group(1)), errors=errs)
 
 

@@ -1,15 +1,19 @@
 """The measurements: floor vs intake, the end-to-end search for the max rate, latency and CPU
-at half load, and Redis bytes per pending request. Each returns plain figures."""
+at half load, Redis bytes per pending request, the drain of a backlog with the intake idle,
+the worker's memory with a large backlog for a dead backend, and a fast backend's rate beside
+a slow one. Each returns plain figures."""
 
 from __future__ import annotations
 
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench import load
 from bench.procs import Backends, Hookfan, System
+from hookfan.routes import Backend
 
 COPIES = 2
 """Backends per request in the intake and end-to-end measurements."""
@@ -116,6 +120,13 @@ def paired(a: EndToEnd, b: EndToEnd, attr: str) -> float:
     return statistics.median(ratios) if ratios else float("nan")
 
 
+def paired_part(a: EndToEnd, b: EndToEnd, key: str) -> float:
+    """As :func:`paired`, for one component's CPU per copy (``app``, ``worker``, ``redis``)."""
+    ratios = [x.parts[key] / y.parts[key] for x, y in zip(a.at_max, b.at_max, strict=False)
+              if key in x.parts and y.parts.get(key)]
+    return statistics.median(ratios) if ratios else float("nan")
+
+
 def confirm(systems: list[tuple[System, EndToEnd]], backends: Backends, rounds: int = 2,
             log: callable = print) -> None:  # type: ignore[valid-type]
     """Re-run each system's best step ``rounds`` times, alternating between the systems, so
@@ -134,15 +145,24 @@ def confirm(systems: list[tuple[System, EndToEnd]], backends: Backends, rounds: 
 
 def end_to_end(system: System, backends: Backends, start_rate: float,
                log: callable = print) -> EndToEnd:  # type: ignore[valid-type]
-    """Step the offered rate up by 1.3x from ``start_rate`` until the backlog stops being
-    bounded, then bisect once; the best bounded step is the max rate. Then half that rate,
+    """Step the offered rate up by 1.3x from ``start_rate`` (halved while even the first offer
+    is not bounded) until the backlog stops being bounded or the intake is saturated, then
+    bisect once; the best bounded step is the max rate. Then half that rate,
     paced from Python with stamped bodies, for latency and CPU per copy."""
     out = EndToEnd()
-    rate, bad = start_rate, None
+    rate, bad = max(1.0, start_rate), None
     for _ in range(6):
         step = _step(system, backends, rate, out, log)
+        if not step.bounded and out.best is None and rate > 2:
+            rate /= 2  # the first offer was already too much: start lower
+            continue
         if not step.bounded:
             bad = rate
+            break
+        if len(out.steps) > 1 and step.achieved < 1.05 * out.steps[-2].achieved:
+            # 30 % more offered, under 5 % more accepted: the intake is saturated, so a higher
+            # offer measures nothing new about delivery.
+            log(f"  {system.name}: intake saturated, the search stops here")
             break
         rate *= 1.3
     if bad is not None and out.best is not None:
@@ -263,4 +283,241 @@ def memory(hookfan: Hookfan, dead_urls: list[str]) -> list[tuple[int, int, float
             per = pending_bytes(hookfan, size, count, f"mem{backends}.example.com")
             out.append((size, backends, per, size + 1024 + 300 * backends))
     hookfan.clear()
+    return out
+
+
+@dataclass
+class Drain:
+    """A backlog stored while no worker ran, then drained with the intake idle."""
+
+    loaded: int
+    """Copies pending when the worker started."""
+    load_seconds: float
+    """How long writing the backlog took (not part of the rate)."""
+    delivered: int = 0
+    """Copies the backends received between the first delivery seen and the end."""
+    seconds: float = float("nan")
+    """From the first delivery seen to backlog 0 (or to the time limit)."""
+    drained: bool = False
+    """False when the time limit came first: the rate is then over what was delivered."""
+    parts: dict[str, float] = field(default_factory=dict)
+    """CPU microseconds per delivered copy over the same window: app, worker, redis."""
+
+    @property
+    def rate(self) -> float:
+        return self.delivered / self.seconds if self.seconds > 0 else float("nan")
+
+
+def drain(system: System, backends: Backends, fill: Callable[[], int], limit: float = 120.0,
+          log: callable = print) -> Drain:  # type: ignore[valid-type]
+    """With the worker stopped and the backlog empty, ``fill`` writes a backlog (returns its
+    copies); then start the worker and time from the first copy a backend receives until
+    nothing is pending. Starting the clock at the first delivery leaves the worker's start-up
+    out. Leaves the worker running and the backlog empty (cleared after ``limit`` seconds)."""
+    assert system.worker is None, "drain needs the worker stopped"
+    system.clear()
+    backends.reset()
+    t0 = time.monotonic()
+    loaded = fill()
+    out = Drain(loaded, time.monotonic() - t0)
+    log(f"  {system.name}: {loaded:,} copies stored in {out.load_seconds:.1f} s "
+        f"(pending {system.backlog():,}); starting the worker")
+    system.start_worker()
+    deadline = time.monotonic() + 60
+    while (n0 := backends.count()) == 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{system.name}: no copy delivered within 60 s of start")
+        time.sleep(0.02)
+    t0, c0 = time.monotonic(), system.cpu_parts()
+    deadline = t0 + limit
+    while True:
+        time.sleep(0.1)
+        n1 = backends.count()
+        if n1 >= loaded or system.backlog() == 0:
+            out.drained = True
+            break
+        if time.monotonic() > deadline:
+            break
+    t1, c1 = time.monotonic(), system.cpu_parts()
+    out.delivered, out.seconds = n1 - n0, t1 - t0
+    out.parts = {k: (c1[k] - c0[k]) / max(1, out.delivered) * 1e6 for k in c0}
+    log(f"  {system.name} drained {out.delivered:,} copies in {out.seconds:.1f} s: "
+        f"{out.rate:,.0f} copies/s" + ("" if out.drained else
+                                        f" (time limit {limit:.0f} s reached; cleared)"))
+    if not out.drained:
+        system.stop_worker()
+        system.clear()
+        system.start_worker()
+    backends.reset()
+    return out
+
+
+@dataclass
+class Rss:
+    """The worker's resident memory idle, then with a large backlog for a dead backend."""
+
+    idle_kb: int
+    loaded_kb: int
+    processes: int
+    """Processes summed (the worker's main process and its pool children)."""
+    copies: int
+    """Copies stored for the dead backend."""
+    seconds: float
+    """How long the worker worked on them after they were all stored."""
+    pending_end: int
+    """Copies still pending at the end (all of them, as nothing can be delivered)."""
+
+    @property
+    def ratio(self) -> float:
+        return self.loaded_kb / self.idle_kb if self.idle_kb else float("nan")
+
+
+def _settled_rss(system: System, window: int = 6, limit: float = 40.0) -> tuple[int, int]:
+    """Sample the worker's RSS every 0.5 s until the last ``window`` samples lie within 2 % of
+    each other (or ``limit`` seconds); returns (their maximum in kB, process count)."""
+    assert system.worker is not None
+    samples: list[int] = []
+    deadline = time.monotonic() + limit
+    while True:
+        kb, procs = system.worker.rss_kb()
+        samples.append(kb)
+        last = samples[-window:]
+        settled = len(last) == window and max(last) <= 1.02 * min(last)
+        if settled or time.monotonic() > deadline:
+            return max(last), procs
+        time.sleep(0.5)
+
+
+def worker_rss(hook: Hookfan, backends: Backends, live: list[Backend], dead: Backend,
+               copies: int = 100_000, work: float = 20.0,
+               log: callable = print) -> Rss:  # type: ignore[valid-type]
+    """Start a fresh worker, let it deliver a few hundred copies to ``live`` backends (so its
+    pool children have imported and allocated what a working worker has) and settle: the idle
+    RSS. Then store ``copies`` requests for ``dead`` (nothing listens there; every attempt
+    fails and is retried later) and let the worker work on them for ``work`` seconds: the
+    loaded RSS is the largest sample from the start of the load to the end. Leaves the worker
+    stopped and Redis cleared."""
+    assert hook.worker is None, "worker_rss starts its own worker"
+    hook.clear()
+    backends.reset()
+    hook.start_worker()
+    warm = hook.bulk_load(200, live)
+    deadline = time.monotonic() + 60
+    while backends.count() < warm and time.monotonic() < deadline:
+        time.sleep(0.2)
+    wait_drained(hook)
+    idle, procs = _settled_rss(hook)
+    log(f"  hookfan worker idle: {idle / 1024:.1f} MB in {procs} processes")
+    samples: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        assert hook.worker is not None
+        while not stop.wait(0.5):
+            samples.append(hook.worker.rss_kb()[0])
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        t0 = time.monotonic()
+        hook.bulk_load(copies, [dead])
+        log(f"  {copies:,} copies for a dead backend stored in {time.monotonic() - t0:.1f} s; "
+            f"the worker works on them for {work:.0f} s")
+        time.sleep(work)
+    finally:
+        stop.set()
+        sampler.join()
+    out = Rss(idle, max(samples, default=0), procs, copies, work, hook.backlog())
+    log(f"  hookfan worker with {out.pending_end:,} copies pending: {out.loaded_kb / 1024:.1f} MB "
+        f"(x{out.ratio:.2f} of idle)")
+    hook.stop_worker()
+    hook.clear()
+    backends.reset()
+    return out
+
+
+@dataclass
+class Slow:
+    """One fast backend's delivered copies/s alone, then beside a slow backend."""
+
+    offered: float
+    """req/s offered to the fast backend's host (wrk), in both phases."""
+    slow_offered: float
+    """req/s offered to the slow backend's host in the second phase (paced sender)."""
+    delay: float
+    """Seconds the slow backend takes to answer each copy."""
+    cap: int
+    """The worker's ``--backend-concurrency``: at most ``cap / delay`` copies/s reach it."""
+    alone: float = float("nan")
+    beside: float = float("nan")
+    slow_delivered: float = float("nan")
+    """Copies/s the slow backend received in the second phase."""
+
+    @property
+    def ratio(self) -> float:
+        return self.beside / self.alone if self.alone else float("nan")
+
+
+def _window(count: Callable[[], int], run: Callable[[], object],
+            settle: float = 2.0) -> float:
+    """Copies/s by ``count`` while ``run`` runs, from ``settle`` seconds after it started."""
+    samples: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        if not stop.wait(settle):
+            while not stop.is_set():
+                samples.append((time.monotonic(), count()))
+                stop.wait(0.5)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        run()
+    finally:
+        stop.set()
+        watcher.join()
+    if len(samples) < 2:
+        return float("nan")
+    (t0, n0), (t1, n1) = samples[0], samples[-1]
+    return (n1 - n0) / (t1 - t0)
+
+
+def slow_backend(hook: Hookfan, backends: Backends, slow: Backends, rate: float,
+                 delay: float, cap: int, seconds: float = 6.0,
+                 log: callable = print) -> Slow:  # type: ignore[valid-type]
+    """Route ``fast.example.com`` to the first of ``backends`` and ``slow.example.com`` to
+    ``slow`` (answering after ``delay`` s). Offer ``rate`` req/s to the fast host with wrk and
+    count what the fast backend receives; then again while a paced sender offers the slow host
+    twice what the slow backend can take at the backend ``cap``, so it keeps a backlog and
+    every slot the cap allows for it busy. Copies left for the slow backend stay pending (the
+    caller clears them)."""
+    fast_host, slow_host = "fast.example.com", "slow.example.com"
+    hook.route(fast_host, backends.urls[:1])
+    hook.route(slow_host, slow.urls)
+    time.sleep(0.6)  # the app's route cache polls every 250 ms
+    slow_rate = 2 * max(1, cap) / delay
+    out = Slow(rate, slow_rate, delay, cap)
+    port = backends.ports[:1]
+    url = f"http://127.0.0.1:{hook.port}/"
+
+    def fast_load() -> object:
+        return load.run_wrk(url, seconds, connections=16, rate=rate, host=fast_host)
+
+    out.alone = _window(lambda: backends.count(port), fast_load)
+    wait_drained(hook)
+    log(f"  fast backend alone at {rate:.0f} req/s: {out.alone:.0f} copies/s")
+    slow.reset()
+    sender = threading.Thread(target=load.paced,
+                              args=(hook.port, slow_rate, seconds + 1.0, 1024, 8, slow_host))
+    sender.start()
+    try:
+        time.sleep(1.0)  # let the slow backend's backlog and busy slots build first
+        s0, t0 = slow.count(), time.monotonic()
+        out.beside = _window(lambda: backends.count(port), fast_load)
+        out.slow_delivered = (slow.count() - s0) / (time.monotonic() - t0)
+    finally:
+        sender.join()
+    log(f"  fast backend beside one answering after {delay * 1000:.0f} ms: {out.beside:.0f} "
+        f"copies/s (x{out.ratio:.2f}); the slow one got {out.slow_delivered:.1f} copies/s")
     return out

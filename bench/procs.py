@@ -18,6 +18,7 @@ import redis
 
 from hookfan import keys
 from hookfan.devstack import free_port, redis_args
+from hookfan.envelope import StoredRequest
 from hookfan.routes import Backend, build_table
 from hookfan.store import Store
 
@@ -36,8 +37,8 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"nothing listening on port {port} after {timeout:.0f}s")
 
 
-def _tree_cpu(root: int) -> float:
-    """user+sys seconds of ``root`` and all its live descendants."""
+def _table() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, user+sys seconds) of every live process."""
     stats: dict[int, tuple[int, float]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -49,13 +50,42 @@ def _tree_cpu(root: int) -> float:
         rest = raw[raw.rfind(")") + 2:].split()
         # fields after the command: state ppid ... utime(14th overall) stime(15th)
         stats[int(entry)] = (int(rest[1]), (int(rest[11]) + int(rest[12])) / _TICK)
-    total, todo = 0.0, [root]
+    return stats
+
+
+def _tree(root: int, stats: dict[int, tuple[int, float]]) -> list[int]:
+    """``root`` and all its live descendants."""
+    out, todo = [], [root]
     while todo:
         pid = todo.pop()
         if pid in stats:
-            total += stats[pid][1]
+            out.append(pid)
             todo += [p for p, (pp, _) in stats.items() if pp == pid]
-    return total
+    return out
+
+
+def _tree_cpu(root: int) -> float:
+    """user+sys seconds of ``root`` and all its live descendants."""
+    stats = _table()
+    return sum(stats[pid][1] for pid in _tree(root, stats))
+
+
+def rss_kb(pid: int) -> int:
+    """VmRSS of one process in kB; 0 once it has gone (or for a zombie)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_kb(root: int) -> tuple[int, int]:
+    """(summed VmRSS in kB, process count) of ``root`` and its live descendants (for a Celery
+    worker: the main process and its pool children)."""
+    pids = _tree(root, _table())
+    return sum(rss_kb(p) for p in pids), len(pids)
 
 
 class Proc:
@@ -71,6 +101,10 @@ class Proc:
 
     def cpu(self) -> float:
         return _tree_cpu(self.proc.pid)
+
+    def rss_kb(self) -> tuple[int, int]:
+        """(summed VmRSS in kB, process count) of the process and its descendants."""
+        return tree_rss_kb(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -90,11 +124,14 @@ def py(*args: str) -> list[str]:
 
 
 class Backends:
-    """``n`` fast local backends (bench/backend.py), each its own process."""
+    """``n`` local backends (bench/backend.py), each its own process; fast unless ``delay``
+    (seconds before each answer) is given."""
 
-    def __init__(self, n: int, logdir: Path) -> None:
+    def __init__(self, n: int, logdir: Path, delay: float = 0.0) -> None:
         self.ports = [free_port() for _ in range(n)]
-        self.procs = [Proc(f"backend-{p}", py("-m", "bench.backend", str(p)), logdir)
+        extra = ["--delay", str(delay)] if delay else []
+        kind = "slow-backend" if delay else "backend"
+        self.procs = [Proc(f"{kind}-{p}", py("-m", "bench.backend", str(p), *extra), logdir)
                       for p in self.ports]
         for p in self.ports:
             wait_port(p)
@@ -111,8 +148,10 @@ class Backends:
         finally:
             conn.close()
 
-    def count(self) -> int:
-        return sum(json.loads(self._get(p, "/_stats"))["count"] for p in self.ports)
+    def count(self, ports: list[int] | None = None) -> int:
+        """Copies received so far, by all backends or by those on ``ports``."""
+        return sum(json.loads(self._get(p, "/_count"))["count"]
+                   for p in (self.ports if ports is None else ports))
 
     def latencies(self) -> list[float]:
         return [x for p in self.ports for x in json.loads(self._get(p, "/_stats"))["lat"]]
@@ -165,6 +204,11 @@ class System:
     def start_worker(self) -> None:
         raise NotImplementedError
 
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+
     def stop(self) -> None:
         for p in (self.worker, self.app, self.redis.proc):
             if p is not None:
@@ -173,6 +217,12 @@ class System:
 
 class Hookfan(System):
     name = "hookfan"
+
+    KEEP = frozenset({keys.ROUTES.encode(), keys.ROUTES_VERSION.encode()})
+    """What :meth:`clear` leaves: the route table, as the operator published it."""
+    CELERY = (keys.QUEUE, "unacked", "unacked_index")
+    """The Celery queue of ``hookfan.deliver`` messages and kombu's bookkeeping of the ones a
+    worker holds (both outside the ``hookfan:`` prefix)."""
 
     def __init__(self, workdir: Path, logdir: Path) -> None:
         self.logdir = logdir
@@ -186,27 +236,56 @@ class Hookfan(System):
     def _cli(self, *args: str) -> list[str]:
         return py("-m", "hookfan.cli", *args, "--redis-url", self.redis.url)
 
-    def route(self, host: str, urls: list[str]) -> None:
-        """Publish ``host`` -> ``urls`` (added to what is already routed), as the operator would."""
+    def route(self, host: str, urls: list[str]) -> list[Backend]:
+        """Publish ``host`` -> ``urls`` (added to what is already routed), as the operator
+        would; returns the new backends."""
         current = self.store.load_routes()
         entries = [(h, b) for h, bs in (current.routes.items() if current else []) for b in bs]
-        entries += [(host, Backend(f"bench/{host}-{i}", u)) for i, u in enumerate(urls)]
-        self.store.publish_routes(build_table(entries, 0))
+        added = [Backend(f"bench/{host}-{i}", u) for i, u in enumerate(urls)]
+        self.store.publish_routes(build_table(entries + [(host, b) for b in added], 0))
+        return added
 
-    def start_worker(self) -> None:
-        self.worker = Proc("hookfan-worker", self._cli("worker"), self.logdir)
+    def start_worker(self, *flags: str) -> None:
+        """``hookfan worker`` with its defaults, plus ``flags`` (e.g. ``--concurrency 8``)."""
+        self.worker = Proc("hookfan-worker", self._cli("worker", *flags), self.logdir)
 
     def backlog(self) -> int:
-        return int(self.redis.client.zcard(keys.SCHEDULE))
+        """Copies pending (ready or in flight) across all backends."""
+        pending = getattr(self.store, "pending_count", None)
+        if pending is None:  # engine v1, until Store.pending_count lands
+            return int(self.redis.client.zcard(keys.PREFIX + "schedule"))
+        return int(pending())
 
     def clear(self) -> None:
-        """Drop pending requests (not the route table)."""
+        """Drop everything hookfan keeps in Redis but the route table: requests, copies, the
+        schedule, dead letters, figures, and the Celery queue. Run it with no worker running."""
         r = self.redis.client
-        doomed = [k for pat in (keys.REQUEST + "*", keys.DELIVERY + "*")
-                  for k in r.scan_iter(pat, count=1000)]
-        for i in range(0, len(doomed), 1000):
-            r.delete(*doomed[i:i + 1000])
-        r.delete(keys.SCHEDULE, keys.QUEUE, keys.DEAD)
+        doomed: list[bytes] = []
+        for key in r.scan_iter(match=keys.PREFIX + "*", count=1000):
+            if key not in self.KEEP:
+                doomed.append(key)
+            if len(doomed) >= 1000:
+                r.delete(*doomed)
+                doomed = []
+        if doomed:
+            r.delete(*doomed)
+        r.delete(*self.CELERY)
+
+    def bulk_load(self, requests: int, backends: list[Backend], body_size: int = 1024,
+                  chunk: int = 500, host: str = "bench.example.com") -> int:
+        """Store ``requests`` POSTs of ``body_size``-byte JSON bodies, each with a copy for every
+        one of ``backends``, through :meth:`Store.accept_batch` (the intake's own script, one
+        pipeline per ``chunk``), without HTTP. Returns the copies written."""
+        pad = b'{"pad":"' + b"x" * max(0, body_size - 10) + b'"}'
+        headers = (("Host", host), ("Content-Type", "application/json"),
+                   ("Content-Length", str(len(pad))))
+        for start in range(0, requests, chunk):
+            now = time.time()
+            batch = [(os.urandom(16).hex(),
+                      StoredRequest("POST", "/", headers, pad, "127.0.0.1", now, host), backends)
+                     for _ in range(min(chunk, requests - start))]
+            self.store.accept_batch(batch)
+        return requests * len(backends)
 
 
 class Naive(System):
@@ -236,3 +315,15 @@ class Naive(System):
     def backlog(self) -> int:
         r = self.redis.client
         return int(r.llen("celery")) + int(r.hlen("unacked"))
+
+    def clear(self) -> None:
+        """Drop every queued message (run it with the worker stopped)."""
+        self.redis.client.delete("celery", "unacked", "unacked_index")
+
+    def bulk_load(self, requests: int, body_size: int = 1024) -> int:
+        """Queue what the baseline's intake would for ``requests`` POSTs of ``body_size``-byte
+        bodies, through its own Celery app (bench/naive/backlog.py), without HTTP. Returns the
+        copies queued."""
+        subprocess.run(py("-m", "bench.naive.backlog", str(requests), str(body_size)), cwd=ROOT,
+                       env={**os.environ, **self.env}, check=True, timeout=600)
+        return requests * len(self.env["NAIVE_BACKENDS"].split(","))
