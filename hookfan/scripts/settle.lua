@@ -109,8 +109,10 @@ for _, did in ipairs(expired) do
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 
--- 3. claim the next batch, oldest due first, with sender slots up to the cap
+-- 3. claim the next batch, oldest due first, with sender slots up to the cap; a task that
+-- has just sent a batch yields when other tasks wait for a process (fairness: one batch)
 local granted, claimed = 0, {}
+if want > 0 and tonumber(ARGV[3]) > 0 and redis.call('LLEN', KEYS[10]) > 0 then want = 0 end
 if want > 0 then
   granted = share
   if cap > 0 then granted = math.min(share, cap - redis.call('ZCARD', KEYS[4])) end
@@ -148,6 +150,8 @@ if #claimed == 0 and not (want > 0 and ARGV[13] == '1') then
     local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
     if first[2] and (not nxt or tonumber(first[2]) < nxt) then nxt = tonumber(first[2]) end
   end
+  -- every slot taken by other tasks: nothing to do before one frees (a running task that
+  -- ends sooner makes the backend due itself; a dead one's slots lapse with their lease)
   if nxt and cap > 0 and redis.call('ZCARD', KEYS[4]) >= cap then
     local slot = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
     nxt = math.max(nxt, tonumber(slot[2]))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +14,8 @@ from typing import BinaryIO
 
 import pytest
 
-from hookfan.worker.transport import Sent, Transport
+from hookfan.worker.transport import MAX_DRAIN, Sent, Transport
+from tests.security.certs import PKI, make_pki
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -306,3 +309,200 @@ def test_a_failure_on_a_fresh_connection_is_not_resent(serve, transports):
     with socket.create_server(("127.0.0.1", 0)) as probe:
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
     assert get(transports(5.0), closed) == Sent(None, "ConnectionRefused", resent=False)
+
+
+# The hand-written HTTP/1.1 client: how answers are framed decides whether the connection is
+# reused, and a request that would not go out as given is refused before any connection.
+
+def answer_each(response: bytes | Callable[[int], bytes], close: bool = False,
+                ) -> Callable[[Backend, socket.socket, int], None]:
+    """A backend answering every request on a connection with ``response`` (or
+    ``response(request number on the connection)``), keeping the connection open unless
+    ``close``: a client that wrongly reuses it gets no answer and times out."""
+    def handle(backend: Backend, conn: socket.socket, number: int) -> None:
+        f = conn.makefile("rb")
+        n = 0
+        while (raw := read_request(f)) is not None:
+            backend.take(raw)
+            n += 1
+            conn.sendall(response(n) if callable(response) else response)
+            if close:
+                return
+        backend.stop.wait()
+    return handle
+
+
+def test_a_chunked_answer_is_drained_and_its_connection_reused(serve, transports):
+    chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nRetry-After: 7\r\n\r\n"
+               b"5;ext=1\r\nhello\r\n1A\r\n" + b"x" * 26 + b"\r\n0\r\nX-Trailer: t\r\n\r\n")
+    backend = serve(answer_each(chunked))
+    transport = transports(2.0)
+    assert get(transport, backend.url) == Sent(200, retry_after="7")
+    assert get(transport, backend.url) == Sent(200, retry_after="7")
+    assert backend.accepts == 1 and len(backend.requests) == 2
+
+
+def test_a_body_up_to_max_drain_is_drained_a_larger_one_closes_the_connection(serve,
+                                                                             transports):
+    def sized(n: int) -> bytes:  # the first answer on a connection is at the limit
+        size = MAX_DRAIN if n == 1 else MAX_DRAIN + 1
+        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"b" * size
+
+    backend = serve(answer_each(sized))
+    transport = transports(2.0)
+    assert [get(transport, backend.url) for _ in range(3)] == [Sent(200)] * 3
+    # Each connection carried one answer at MAX_DRAIN (reused) and one past it (closed).
+    assert backend.accepts == 2 and len(backend.requests) == 3
+
+
+def test_a_chunked_body_past_max_drain_closes_the_connection(serve, transports):
+    size = b"%X" % (MAX_DRAIN // 2 + 1)
+    half = size + b"\r\n" + b"c" * (MAX_DRAIN // 2 + 1) + b"\r\n"
+    backend = serve(answer_each(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                + half + half + b"0\r\n\r\n"))
+    transport = transports(2.0)
+    assert get(transport, backend.url) == Sent(200)
+    assert get(transport, backend.url) == Sent(200)
+    assert backend.accepts == 2
+
+
+@pytest.mark.parametrize(("answer", "reused"), [
+    (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", False),
+    (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", True),
+    (b"HTTP/1.1 200 OK\r\nCONNECTION: Close\r\nContent-Length: 2\r\n\r\nok", False),
+    (b"HTTP/1.1 200 OK\r\nConnection: te, close\r\nContent-Length: 0\r\n\r\n", False),
+    (b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\nuntil the connection closes", False),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nuntil the connection closes", False),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", False),
+    (b"HTTP/1.1 200 OK\r\ncontent-length:   2 \r\n\r\nok", True),
+    (b"HTTP/1.1 204 No Content\r\n\r\n", True),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"  # and an answer nobody asked for
+     b"HTTP/1.1 500 Unasked\r\nContent-Length: 0\r\n\r\n", False),
+])
+def test_only_an_answer_whose_end_is_known_leaves_the_connection_reusable(serve, transports,
+                                                                          answer, reused):
+    backend = serve(answer_each(answer))
+    transport = transports(2.0)
+    assert get(transport, backend.url) == Sent(int(answer[9:12]))
+    assert get(transport, backend.url) == Sent(int(answer[9:12]))
+    assert backend.accepts == (1 if reused else 2)
+
+
+def test_a_head_answer_has_no_body_whatever_its_content_length(serve, transports):
+    backend = serve(answer_each(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"))
+    transport = transports(2.0)
+    for _ in range(2):
+        assert transport.send(backend.url, "HEAD", "/", [("Host", "h")], None) == Sent(200)
+    assert backend.accepts == 1
+
+
+def test_interim_answers_are_skipped(serve, transports):
+    backend = serve(answer_each(b"HTTP/1.1 100 Continue\r\n\r\n"
+                                b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n"
+                                b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"))
+    transport = transports(2.0)
+    assert get(transport, backend.url) == Sent(201)
+    assert get(transport, backend.url) == Sent(201)  # nothing of the first was left unread
+    assert backend.accepts == 1
+
+
+@pytest.mark.parametrize(("answer", "error"), [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "IncompleteRead"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", "IncompleteRead"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "ValueError"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+2\r\nok\r\n0\r\n\r\n",
+     "ValueError"),
+    (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", "LineTooLong"),
+    (b"ICY 200 OK\r\n\r\n", "BadStatusLine"),
+    (b"HTTP/1.1 2000 OK\r\n\r\n", "BadStatusLine"),
+    (b"HTTP/2 200\r\n\r\n", "UnknownProtocol"),
+])
+def test_a_broken_answer_is_an_error(serve, transports, answer, error):
+    backend = serve(answer_each(answer, close=True))
+    assert get(transports(2.0), backend.url) == Sent(None, error)
+
+
+@pytest.mark.parametrize(("target", "lines", "error"), [
+    ("/", [("X-A", "v\r\nX-Injected: 1")], "ValueError"),
+    ("/", [("X-A", "v\nX-Injected: 1")], "ValueError"),
+    ("/", [("X-A", "v\r")], "ValueError"),
+    ("/", [("X-A", "v\x00")], "ValueError"),
+    ("/", [("X-A\r\nX-Injected", "1")], "ValueError"),
+    ("/", [("X-A: x", "1")], "ValueError"),
+    ("/", [(" X-A", "1")], "ValueError"),
+    ("/", [("", "1")], "ValueError"),
+    ("/", [("X-\u0100", "1")], "UnicodeEncodeError"),
+    ("/", [("X-A", "\u0100")], "UnicodeEncodeError"),
+    ("/a b", [], "InvalidURL"),
+    ("/a\r\nX-Injected: 1", [], "InvalidURL"),
+    ("/a\x00", [], "InvalidURL"),
+])
+def test_a_request_that_would_not_go_out_as_given_is_refused_unsent(serve, transports, target,
+                                                                    lines, error):
+    backend = serve(answer_all)
+    transport = transports(2.0)
+    assert transport.send(backend.url, "POST", target, [("Host", "h"), *lines], b"x") \
+        == Sent(None, error)
+    for method in ("GET / HTTP/1.1\r\n", "GE T", ""):
+        assert transport.send(backend.url, method, "/", [], None) == Sent(None, "ValueError")
+    # Nothing reached the backend: the next copy is the first request on the first connection.
+    assert get(transport, backend.url) == Sent(200)
+    assert backend.accepts == 1 and backend.requests == [b"GET / HTTP/1.1\r\nHost: backend\r\n\r\n"]
+
+
+def test_a_large_body_goes_out_whole(serve, transports):
+    backend = serve(answer_all)
+    body = bytes(range(256)) * 4096  # 1 MiB: sent apart from the head
+    assert transports(5.0).send(backend.url, "PUT", "/big", [("Host", "h")], body) == Sent(200)
+    assert backend.requests == [b"PUT /big HTTP/1.1\r\nHost: h\r\nContent-Length: 1048576\r\n\r\n"
+                                + body]
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def test_tls_backends_are_verified_and_kept_alive(serve, transports, pki, monkeypatch):
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(pki.server_cert, pki.server_key)
+
+    def tls(backend: Backend, conn: socket.socket, number: int) -> None:
+        with server.wrap_socket(conn, server_side=True) as wrapped:
+            answer_all(backend, wrapped, number)
+
+    backend = serve(tls, scheme="https")
+    # The hook http.client used for its default context (PEP 476): trust the test CA only.
+    monkeypatch.setattr(ssl, "_create_default_https_context",
+                        lambda: ssl.create_default_context(cafile=str(pki.ca)))
+    transport = transports(5.0)
+    assert transport.send(backend.url, "POST", "/t", [("Host", "h")], b"{}") == Sent(200)
+    assert get(transport, backend.url) == Sent(200)
+    assert backend.accepts == 1
+    assert backend.requests == [b"POST /t HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}",
+                                b"GET / HTTP/1.1\r\nHost: backend\r\n\r\n"]
+
+    monkeypatch.setattr(ssl, "_create_default_https_context",
+                        lambda: ssl.create_default_context(cafile=str(pki.other_ca)))
+    assert get(transports(5.0), backend.url) == Sent(None, "SSLCertVerificationError")
+
+
+def test_a_reset_after_part_of_an_answer_is_not_resent(serve, transports):
+    def reset_midway(backend: Backend, conn: socket.socket, number: int) -> None:
+        f = conn.makefile("rb")
+        while (raw := read_request(f)) is not None:
+            backend.take(raw)
+            if len(backend.requests) == 1:
+                conn.sendall(OK)
+                continue
+            conn.sendall(b"HTTP/1.1 20")  # read by the transport before the reset comes
+            if backend.stop.wait(0.3):
+                return
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return  # closed with a reset
+
+    backend = serve(reset_midway)
+    transport = transports(5.0)
+    assert get(transport, backend.url) == Sent(200)
+    assert get(transport, backend.url) == Sent(None, "ConnectionResetError")
+    assert len(backend.requests) == 2
