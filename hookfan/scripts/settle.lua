@@ -135,7 +135,7 @@ if want > 0 then
         end
       end
     end
-    if #claimed == 0 then granted = 0 end
+    granted = math.min(granted, #claimed / 5)  -- no slot for a copy it does not have
     for k = 1, granted do redis.call('ZADD', KEYS[4], now + lease, token .. ':' .. k) end
   end
 end

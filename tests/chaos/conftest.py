@@ -72,7 +72,7 @@ def chaos_stack(chaos_redis: RedisProcess, tmp_path: Path
         routes.mkdir(exist_ok=True)
         route_file(routes, host, targets)
         # Retries capped at 5 s: a down backend's copies come back often enough to show the
-        # drain, without flooding the queue with attempts that are bound to fail.
+        # drain, without spending the worker on attempts that are bound to fail.
         args = ["--max-retry-delay", "5s", *(worker_args or [])]
         stack = Stack(chaos_redis.url, routes, tmp_path / "logs", worker_args=args)
         stack.start_operator()

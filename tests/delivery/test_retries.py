@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+from hookfan import keys
+from hookfan.store import Store, connect
 from tests.stackfixtures import send
 from tests.support.backends import RecordingBackend, sequence
 from tests.support.procs import wait_until
@@ -47,15 +49,16 @@ def test_closed_port_for_10s_then_open_gets_its_copy(stack, routed, make_backend
 
 
 def stack_attempts(stack, host: str) -> int:
-    """Attempts made so far on the host's pending deliveries (read from the ledger)."""
-    import redis
-    r = redis.Redis.from_url(stack.redis_url)
+    """Attempts made so far on the host's pending copies, read through the Store: each copy's
+    attempt count (an attempt counts from its claim) where its request's ``host`` is ``host``."""
+    store = Store(connect(stack.redis_url))
     total = 0
-    for key in r.scan_iter("hookfan:dlv:*"):
-        d = r.hgetall(key)
-        req = r.hget(b"hookfan:req:" + d[b"r"], "host")
-        if req == host.encode():
-            total += int(d[b"a"])
+    for url in store.backend_urls():
+        for copy in store.pending(url):
+            if store.r.hget(keys.request(keys.request_id_of(copy.delivery_id)),
+                            "host") == host.encode():
+                total += copy.attempts
+    store.r.close()
     return total
 
 

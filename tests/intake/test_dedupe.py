@@ -1,5 +1,5 @@
 """De-duplication by provider delivery id (``--dedupe-headers``): a repeat within the window gets
-the first request's 202 and creates no deliveries, even when the copies race each other."""
+the first request's 202 and creates no pending copies, even when the copies race each other."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from hookfan import keys
 from hookfan.devstack import free_port
@@ -40,8 +39,13 @@ class Closed:
         self.port = free_port()
 
 
-def pending(r: redis.Redis) -> int:
-    return sum(1 for _ in r.scan_iter(keys.DELIVERY + "*"))
+def pending(store: Store) -> int:
+    """Copies waiting in any backend's schedule (no worker runs here: none is delivered)."""
+    return store.pending_count()
+
+
+def pending_ids(store: Store) -> set[str]:
+    return {c.delivery_id for url in store.backend_urls() for c in store.pending(url)}
 
 
 def routed_to_closed(stack: Stack, host: str, count: int = 2) -> None:
@@ -56,13 +60,15 @@ def test_repeat_of_a_provider_id_gets_the_first_id_and_no_new_copies(dedupe_stac
     routed_to_closed(dedupe_stack, host)
     first = send(dedupe_stack, host, b'{"n":1}', headers=[(header, "abc-123")])
     assert first.status_code == 202
-    before = pending(stack_store.r)
+    before = pending_ids(stack_store)
+    rid = first.json()["id"]
+    assert {f"{rid}-0", f"{rid}-1"} <= before
     # send() retries a 503 from a gunicorn worker whose route cache is a moment behind.
     again = send(dedupe_stack, host, b'{"n":1}', headers=[(header, "abc-123")])
     assert again.status_code == 202
     assert again.json() == first.json()
     assert again.headers["X-Hookfan-Request"] == first.json()["id"]
-    assert pending(stack_store.r) == before
+    assert pending_ids(stack_store) == before
 
 
 def test_same_id_on_another_host_or_without_the_header_is_a_new_request(dedupe_stack,
@@ -83,10 +89,10 @@ def test_identical_requests_arriving_together_store_one_set_of_deliveries(dedupe
     routed_to_closed(dedupe_stack, host)
     send(dedupe_stack, host, headers=[("X-GitHub-Delivery", "warm-up")])
     for round_ in range(10):
-        before = pending(stack_store.r)
+        before = pending(stack_store)
         answers = race(dedupe_stack, host, f"race-{round_}", 6)
         assert len(answers) == 6 and len(set(answers)) == 1
-        assert pending(stack_store.r) == before + 2
+        assert pending(stack_store) == before + 2
 
 
 def race(stack: Stack, host: str, provider_id: str, copies: int) -> list[str]:
@@ -128,7 +134,12 @@ def test_accept_once_is_atomic_across_clients(redis_url):
         t.join(30)
     assert sum(not r.duplicate for r in results) == 1
     assert len({r.request_id for r in results}) == 1
-    assert sum(1 for _ in stores[0].r.scan_iter(keys.DELIVERY + "*")) == 1
+    (winner,) = {r.request_id for r in results}
+    assert stores[0].pending_count() == 1
+    assert [c.delivery_id for c in stores[0].pending(backends[0].url)] == [f"{winner}-0"]
+    assert stores[0].r.zcard(keys.ready(backends[0].url)) == 1
+    assert stores[0].r.hget(keys.request(winner), "n") == b"1"
+    assert len(list(stores[0].r.scan_iter(keys.REQUEST + "*"))) == 1
 
 
 def test_dedupe_is_off_by_default(redis_url):

@@ -142,3 +142,48 @@ class Stack:
 
     def logs(self) -> dict[str, str]:
         return {name: p.log() for name, p in self.procs.items()}
+
+
+def socket_inodes(pid: int) -> set[int]:
+    """Inodes of the sockets process ``pid`` has open (empty if it is gone)."""
+    out: set[int] = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            out.add(int(target[8:-1]))
+    return out
+
+
+def local_port_inodes(port: int, remote_port: int | None = None) -> set[int]:
+    """Inodes of the IPv4 TCP sockets bound to local ``port`` (from ``/proc/net/tcp``), only
+    those connected from ``remote_port`` when it is given."""
+    out: set[int] = set()
+    with open("/proc/net/tcp", encoding="ascii") as fh:
+        next(fh)
+        for line in fh:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) != port:
+                continue
+            if remote_port is None or int(fields[2].rsplit(":", 1)[1], 16) == remote_port:
+                out.add(int(fields[9]))
+    return out
+
+
+def pids_hold_port(pids: list[int], port: int, remote_port: int | None = None) -> bool:
+    """Whether one of ``pids`` has a TCP socket whose local port is ``port`` (and whose peer's
+    is ``remote_port``, if given)."""
+    inodes = local_port_inodes(port, remote_port)
+    return any(inodes & socket_inodes(pid) for pid in pids)
+
+
+def holds_port(p: HookfanProcess, port: int, remote_port: int | None = None) -> bool:
+    """Whether ``p`` or one of its children (a Celery pool process, a gunicorn worker) holds
+    such a socket: which worker makes the attempt a backend sees coming from ``port``."""
+    return pids_hold_port([p.pid, *p.children()], port, remote_port)
