@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 import pytest
 
-from hookfan.worker.transport import MAX_DRAIN, Sent, Transport
+from hookfan.worker.transport import _WATCHDOG, MAX_DRAIN, Sent, Transport
 from tests.security.certs import PKI, make_pki
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -92,8 +92,12 @@ def answer_all(backend: Backend, conn: socket.socket, number: int, delay: float 
         conn.sendall(OK)
 
 
+Serve = Callable[..., Backend]
+Transports = Callable[[float], Transport]
+
+
 @pytest.fixture
-def serve() -> Iterator[Callable[..., Backend]]:
+def serve() -> Iterator[Serve]:
     backends: list[Backend] = []
 
     def start(handle: Callable[[Backend, socket.socket, int], None],
@@ -107,7 +111,7 @@ def serve() -> Iterator[Callable[..., Backend]]:
 
 
 @pytest.fixture
-def transports() -> Iterator[Callable[[float], Transport]]:
+def transports() -> Iterator[Transports]:
     made: list[Transport] = []
 
     def make(timeout: float) -> Transport:
@@ -123,7 +127,8 @@ def get(transport: Transport, url: str, deadline: float | None = None) -> Sent:
     return transport.send(url, "GET", "/", [("Host", "backend")], None, deadline)
 
 
-def test_a_dripping_answer_ends_at_the_deadline_and_the_connection_is_dropped(serve, transports):
+def test_a_dripping_answer_ends_at_the_deadline_and_the_connection_is_dropped(
+        serve: Serve, transports: Transports) -> None:
     def drip(backend: Backend, conn: socket.socket, number: int) -> None:
         f = conn.makefile("rb")
         backend.take(read_request(f) or b"")
@@ -147,7 +152,7 @@ def test_a_dripping_answer_ends_at_the_deadline_and_the_connection_is_dropped(se
     assert backend.accepts == 2
 
 
-def test_a_backend_that_never_answers_times_out(serve, transports):
+def test_a_backend_that_never_answers_times_out(serve: Serve, transports: Transports) -> None:
     def silent(backend: Backend, conn: socket.socket, number: int) -> None:
         backend.take(read_request(conn.makefile("rb")) or b"")
         backend.stop.wait()
@@ -162,7 +167,7 @@ def test_a_backend_that_never_answers_times_out(serve, transports):
     assert time.monotonic() - t0 < 1.0
 
 
-def test_a_connect_that_does_not_complete_is_a_connect_timeout(transports):
+def test_a_connect_that_does_not_complete_is_a_connect_timeout(transports: Transports) -> None:
     # A listen queue of one, already taken: the kernel drops the transport's SYN.
     with socket.create_server(("127.0.0.1", 0), backlog=0) as listener, \
             socket.create_connection(listener.getsockname()):
@@ -172,7 +177,8 @@ def test_a_connect_that_does_not_complete_is_a_connect_timeout(transports):
         assert time.monotonic() - t0 < 1.0
 
 
-def test_a_slow_connect_and_a_dripping_tls_handshake_end_at_the_deadline(transports):
+def test_a_slow_connect_and_a_dripping_tls_handshake_end_at_the_deadline(
+        transports: Transports) -> None:
     """The TCP connect takes about 1 s (the first SYN is dropped, the retransmit is taken),
     then the TLS handshake trickles: the two together must still end at the deadline."""
     listener = socket.create_server(("127.0.0.1", 0), backlog=0)
@@ -208,7 +214,7 @@ def test_a_slow_connect_and_a_dripping_tls_handshake_end_at_the_deadline(transpo
     assert elapsed < 2.0
 
 
-def test_the_request_goes_out_byte_for_byte(serve, transports):
+def test_the_request_goes_out_byte_for_byte(serve: Serve, transports: Transports) -> None:
     backend = serve(answer_all)
     transport = transports(5.0)
     lines = [("Host", "example.test"), ("X-Repeat", "one"), ("x-repeat", "two"),
@@ -224,7 +230,8 @@ def test_the_request_goes_out_byte_for_byte(serve, transports):
     ]
 
 
-def test_sequential_sends_share_one_keep_alive_connection(serve, transports):
+def test_sequential_sends_share_one_keep_alive_connection(serve: Serve,
+                                                          transports: Transports) -> None:
     backend = serve(answer_all)
     transport = transports(5.0)
     assert get(transport, backend.url) == Sent(200)
@@ -232,7 +239,7 @@ def test_sequential_sends_share_one_keep_alive_connection(serve, transports):
     assert backend.accepts == 1 and len(backend.requests) == 2
 
 
-def test_concurrent_sends_share_a_pool(serve, transports):
+def test_concurrent_sends_share_a_pool(serve: Serve, transports: Transports) -> None:
     backend = serve(lambda b, conn, n: answer_all(b, conn, n, delay=0.2))
     transport = transports(5.0)
     start = threading.Barrier(4, timeout=10)  # a sender that dies must not hang the others
@@ -270,7 +277,8 @@ def close_when_asked_again(backend: Backend, conn: socket.socket, number: int) -
     conn.recv(1)
 
 
-def test_a_reused_connection_closed_by_the_peer_is_resent_once(serve, transports):
+def test_a_reused_connection_closed_by_the_peer_is_resent_once(serve: Serve,
+                                                               transports: Transports) -> None:
     backend = serve(close_when_asked_again)
     transport = transports(5.0)
     assert get(transport, backend.url) == Sent(200)
@@ -280,7 +288,8 @@ def test_a_reused_connection_closed_by_the_peer_is_resent_once(serve, transports
     assert backend.accepts == 2
 
 
-def test_answer_bytes_on_a_reused_connection_are_not_resent(serve, transports):
+def test_answer_bytes_on_a_reused_connection_are_not_resent(serve: Serve,
+                                                            transports: Transports) -> None:
     def half_answer(backend: Backend, conn: socket.socket, number: int) -> None:
         f = conn.makefile("rb")
         while (raw := read_request(f)) is not None:
@@ -298,7 +307,8 @@ def test_answer_bytes_on_a_reused_connection_are_not_resent(serve, transports):
     assert len(backend.requests) == 2
 
 
-def test_a_failure_on_a_fresh_connection_is_not_resent(serve, transports):
+def test_a_failure_on_a_fresh_connection_is_not_resent(serve: Serve,
+                                                       transports: Transports) -> None:
     def hang_up(backend: Backend, conn: socket.socket, number: int) -> None:
         backend.take(read_request(conn.makefile("rb")) or b"")
 
@@ -332,7 +342,8 @@ def answer_each(response: bytes | Callable[[int], bytes], close: bool = False,
     return handle
 
 
-def test_a_chunked_answer_is_drained_and_its_connection_reused(serve, transports):
+def test_a_chunked_answer_is_drained_and_its_connection_reused(serve: Serve,
+                                                               transports: Transports) -> None:
     chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nRetry-After: 7\r\n\r\n"
                b"5;ext=1\r\nhello\r\n1A\r\n" + b"x" * 26 + b"\r\n0\r\nX-Trailer: t\r\n\r\n")
     backend = serve(answer_each(chunked))
@@ -342,8 +353,8 @@ def test_a_chunked_answer_is_drained_and_its_connection_reused(serve, transports
     assert backend.accepts == 1 and len(backend.requests) == 2
 
 
-def test_a_body_up_to_max_drain_is_drained_a_larger_one_closes_the_connection(serve,
-                                                                             transports):
+def test_a_body_up_to_max_drain_is_drained_a_larger_one_closes_the_connection(
+        serve: Serve, transports: Transports) -> None:
     def sized(n: int) -> bytes:  # the first answer on a connection is at the limit
         size = MAX_DRAIN if n == 1 else MAX_DRAIN + 1
         return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"b" * size
@@ -355,7 +366,8 @@ def test_a_body_up_to_max_drain_is_drained_a_larger_one_closes_the_connection(se
     assert backend.accepts == 2 and len(backend.requests) == 3
 
 
-def test_a_chunked_body_past_max_drain_closes_the_connection(serve, transports):
+def test_a_chunked_body_past_max_drain_closes_the_connection(serve: Serve,
+                                                             transports: Transports) -> None:
     size = b"%X" % (MAX_DRAIN // 2 + 1)
     half = size + b"\r\n" + b"c" * (MAX_DRAIN // 2 + 1) + b"\r\n"
     backend = serve(answer_each(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -379,8 +391,10 @@ def test_a_chunked_body_past_max_drain_closes_the_connection(serve, transports):
     (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"  # and an answer nobody asked for
      b"HTTP/1.1 500 Unasked\r\nContent-Length: 0\r\n\r\n", False),
 ])
-def test_only_an_answer_whose_end_is_known_leaves_the_connection_reusable(serve, transports,
-                                                                          answer, reused):
+def test_only_an_answer_whose_end_is_known_leaves_the_connection_reusable(serve: Serve,
+                                                                          transports: Transports,
+                                                                          answer: bytes,
+                                                                          reused: bool) -> None:
     backend = serve(answer_each(answer))
     transport = transports(2.0)
     assert get(transport, backend.url) == Sent(int(answer[9:12]))
@@ -388,7 +402,8 @@ def test_only_an_answer_whose_end_is_known_leaves_the_connection_reusable(serve,
     assert backend.accepts == (1 if reused else 2)
 
 
-def test_a_head_answer_has_no_body_whatever_its_content_length(serve, transports):
+def test_a_head_answer_has_no_body_whatever_its_content_length(serve: Serve,
+                                                               transports: Transports) -> None:
     backend = serve(answer_each(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"))
     transport = transports(2.0)
     for _ in range(2):
@@ -396,7 +411,7 @@ def test_a_head_answer_has_no_body_whatever_its_content_length(serve, transports
     assert backend.accepts == 1
 
 
-def test_interim_answers_are_skipped(serve, transports):
+def test_interim_answers_are_skipped(serve: Serve, transports: Transports) -> None:
     backend = serve(answer_each(b"HTTP/1.1 100 Continue\r\n\r\n"
                                 b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n"
                                 b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"))
@@ -417,7 +432,8 @@ def test_interim_answers_are_skipped(serve, transports):
     (b"HTTP/1.1 2000 OK\r\n\r\n", "BadStatusLine"),
     (b"HTTP/2 200\r\n\r\n", "UnknownProtocol"),
 ])
-def test_a_broken_answer_is_an_error(serve, transports, answer, error):
+def test_a_broken_answer_is_an_error(serve: Serve, transports: Transports, answer: bytes,
+                                     error: str) -> None:
     backend = serve(answer_each(answer, close=True))
     assert get(transports(2.0), backend.url) == Sent(None, error)
 
@@ -437,8 +453,11 @@ def test_a_broken_answer_is_an_error(serve, transports, answer, error):
     ("/a\r\nX-Injected: 1", [], "InvalidURL"),
     ("/a\x00", [], "InvalidURL"),
 ])
-def test_a_request_that_would_not_go_out_as_given_is_refused_unsent(serve, transports, target,
-                                                                    lines, error):
+def test_a_request_that_would_not_go_out_as_given_is_refused_unsent(serve: Serve,
+                                                                    transports: Transports,
+                                                                    target: str,
+                                                                    lines: list[tuple[str, str]],
+                                                                    error: str) -> None:
     backend = serve(answer_all)
     transport = transports(2.0)
     assert transport.send(backend.url, "POST", target, [("Host", "h"), *lines], b"x") \
@@ -450,7 +469,7 @@ def test_a_request_that_would_not_go_out_as_given_is_refused_unsent(serve, trans
     assert backend.accepts == 1 and backend.requests == [b"GET / HTTP/1.1\r\nHost: backend\r\n\r\n"]
 
 
-def test_a_large_body_goes_out_whole(serve, transports):
+def test_a_large_body_goes_out_whole(serve: Serve, transports: Transports) -> None:
     backend = serve(answer_all)
     body = bytes(range(256)) * 4096  # 1 MiB: sent apart from the head
     assert transports(5.0).send(backend.url, "PUT", "/big", [("Host", "h")], body) == Sent(200)
@@ -463,7 +482,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-def test_tls_backends_are_verified_and_kept_alive(serve, transports, pki, monkeypatch):
+def test_tls_backends_are_verified_and_kept_alive(serve: Serve, transports: Transports, pki: PKI,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server.load_cert_chain(pki.server_cert, pki.server_key)
 
@@ -487,7 +507,8 @@ def test_tls_backends_are_verified_and_kept_alive(serve, transports, pki, monkey
     assert get(transports(5.0), backend.url) == Sent(None, "SSLCertVerificationError")
 
 
-def test_a_reset_after_part_of_an_answer_is_not_resent(serve, transports):
+def test_a_reset_after_part_of_an_answer_is_not_resent(serve: Serve,
+                                                       transports: Transports) -> None:
     def reset_midway(backend: Backend, conn: socket.socket, number: int) -> None:
         f = conn.makefile("rb")
         while (raw := read_request(f)) is not None:
@@ -506,3 +527,50 @@ def test_a_reset_after_part_of_an_answer_is_not_resent(serve, transports):
     assert get(transport, backend.url) == Sent(200)
     assert get(transport, backend.url) == Sent(None, "ConnectionResetError")
     assert len(backend.requests) == 2
+
+
+def test_an_idle_connection_the_peer_closed_is_not_used(serve: Serve,
+                                                        transports: Transports) -> None:
+    backend = serve(answer_each(OK, close=True))  # answers, then closes the idle connection
+    transport = transports(5.0)
+    assert get(transport, backend.url) == Sent(200)
+    time.sleep(0.2)  # the close has arrived before the next copy
+    assert get(transport, backend.url) == Sent(200)  # on a new connection, not a resend
+    assert backend.accepts == 2 and len(backend.requests) == 2
+
+
+def test_the_watchdog_shuts_a_blocked_socket_down_at_its_deadline() -> None:
+    """The deadline's second line: socket timeouts alone bound every blocking call here, so
+    the watchdog is tested on its own, on a recv that no timeout would end in time."""
+    a, b = socket.socketpair()
+    with a, b:
+        a.settimeout(5.0)
+        t0 = time.monotonic()
+        guard = _WATCHDOG.arm(t0 + 0.3, a)
+        assert a.recv(1) == b""  # shut down, not timed out
+        assert 0.25 < time.monotonic() - t0 < 1.5
+        assert _WATCHDOG.disarm(guard) is True
+        # Disarmed in time, it leaves the socket alone.
+        c, d = socket.socketpair()
+        with c, d:
+            guard = _WATCHDOG.arm(time.monotonic() + 0.2, c)
+            assert _WATCHDOG.disarm(guard) is False
+            time.sleep(0.4)
+            d.sendall(b"x")
+            assert c.recv(1) == b"x"
+
+
+def test_socket_timeouts_alone_end_an_attempt_at_its_deadline(
+        serve: Serve, transports: Transports, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deadline's first line: each blocking call's timeout is the time left."""
+    def slow(backend: Backend, conn: socket.socket, number: int) -> None:
+        f = conn.makefile("rb")
+        backend.take(read_request(f) or b"")
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        backend.stop.wait(3.0)  # then closes: an unbounded recv would end in an EOF
+
+    monkeypatch.setattr(_WATCHDOG, "arm", lambda deadline, sock: None)
+    backend = serve(slow)
+    t0 = time.monotonic()
+    assert get(transports(30.0), backend.url, deadline=t0 + 0.5) == Sent(None, "Timeout")
+    assert time.monotonic() - t0 < 1.0
