@@ -25,7 +25,7 @@ did not send, except Content-Length, recomputed for the identical body.
   connected), never a success, and the connection is closed, not reused.
 * Threads may call it at once. Idle keep-alive connections are pooled per base URL (at most
   ``MAX_IDLE``) across calls; one goes back only after a clean, fully read answer: a body
-  framed by Content-Length or chunked of at most ``MAX_DRAIN`` bytes, no ``Connection:
+  framed by Content-Length or chunked of at most ``http1.MAX_DRAIN`` bytes, no ``Connection:
   close``, HTTP/1.1 or HTTP/1.0 with keep-alive, nothing unasked after it. Any other answer
   still counts (its status is the result) but its connection is closed without reading the
   body. Interim 1xx answers (``100 Continue``) are skipped; HEAD, 204 and 304 have no body. A
@@ -44,7 +44,6 @@ import heapq
 import http.client
 import itertools
 import os
-import re
 import select
 import socket
 import ssl
@@ -53,14 +52,11 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-MAX_DRAIN = 64 * 1024
-"""A response body up to this size is read so the connection can be reused; larger ones close it."""
+from .http1 import Link, read_answer, request_head
+
 MAX_IDLE = 16
 """Idle keep-alive connections kept per base URL; one returned beyond this is closed."""
 
-_MAX_HEAD = 64 * 1024
-"""An answer's status line and headers (or a chunk-size line, or trailers) larger than this
-are an error (``LineTooLong``): no backend answers a webhook with that."""
 _ONE_SEND = 64 * 1024
 """A body up to this size goes out in one ``sendall`` with the head (copied once); a larger
 one in a second ``sendall`` of its own."""
@@ -68,18 +64,6 @@ one in a second ``sendall`` of its own."""
 # How a keep-alive connection that the peer closed while it sat idle fails, before any byte of
 # an answer (RemoteDisconnected, EOF without one, is a ConnectionResetError).
 _STALE = (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError)
-
-_BAD_TARGET = re.compile(r"[\x00-\x20\x7f]").search  # http.client's rule: InvalidURL
-_BAD_METHOD = re.compile(r"[\x00-\x20\x7f]").search
-_GOOD_NAME = re.compile(rb"[^:\s\x00][^:\r\n\x00]*").fullmatch  # http.client's, and no NUL
-_HEAD_END = re.compile(rb"\r?\n\r?\n").search
-_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}").fullmatch
-_NO_BODY = frozenset((204, 304))
-
-_good_names: set[str] = set()
-"""Header names already found valid: a copy's names repeat from copy to copy."""
-_good_methods: set[str] = set()
-
 
 @dataclass(frozen=True)
 class Sent:
@@ -166,186 +150,6 @@ class _Dest:
     tls: bool
 
 
-class _Link:
-    """One connection and the bytes read from it but not yet parsed (one thread at a time)."""
-
-    __slots__ = ("sock", "buf", "got")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buf = bytearray()
-        self.got = False
-        """Some byte of an answer arrived in this exchange: the copy is not sent again."""
-
-    def fill(self, end: float) -> None:
-        """Read what the peer sent, waiting until ``end`` at most."""
-        left = end - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        self.sock.settimeout(left)
-        data = self.sock.recv(65536)
-        if not data:
-            if self.got:
-                raise http.client.IncompleteRead(b"")
-            raise http.client.RemoteDisconnected("closed without an answer")
-        self.got = True
-        self.buf += data
-
-    def head(self, end: float) -> bytes:
-        """An answer's status line and header lines, up to the blank line (taken out)."""
-        buf, pos = self.buf, 0
-        while (found := _HEAD_END(buf, pos)) is None:
-            if len(buf) > _MAX_HEAD:
-                raise http.client.LineTooLong("header")
-            pos = max(0, len(buf) - 3)
-            self.fill(end)
-        if found.start() > _MAX_HEAD:
-            raise http.client.LineTooLong("header")
-        head = bytes(buf[:found.start()])
-        del buf[:found.end()]
-        return head
-
-    def line(self, end: float) -> bytes:
-        """One line of chunked framing, without its line end (taken out)."""
-        buf, pos = self.buf, 0
-        while (nl := buf.find(b"\n", pos)) < 0:
-            if len(buf) > _MAX_HEAD:
-                raise http.client.LineTooLong("chunk framing")
-            pos = len(buf)
-            self.fill(end)
-        line = bytes(buf[:nl])
-        del buf[:nl + 1]
-        return line.rstrip(b"\r")
-
-    def skip(self, n: int, end: float) -> None:
-        """Read and drop ``n`` bytes of body."""
-        buf = self.buf
-        while len(buf) < n:
-            n -= len(buf)
-            buf.clear()
-            self.fill(end)
-        del buf[:n]
-
-    def chunked(self, end: float) -> bool:
-        """Drain a chunked body; False (stop reading, close) once it passes MAX_DRAIN."""
-        total = 0
-        while True:
-            size = self.line(end).split(b";", 1)[0].strip(b" \t")
-            if not _HEX(size):
-                raise ValueError("chunk size")
-            n = int(size, 16)
-            if n == 0:
-                break
-            total += n
-            if total > MAX_DRAIN:
-                return False
-            self.skip(n, end)
-            if self.line(end):
-                raise ValueError("chunk end")
-        trailers = 0
-        while line := self.line(end):  # trailer fields, then the blank line
-            trailers += len(line)
-            if trailers > _MAX_HEAD:
-                raise http.client.LineTooLong("trailers")
-        return True
-
-
-def _request(method: str, target: str, lines: list[tuple[str, str]],
-             body: bytes | None) -> bytes:
-    """The request head, refusing what would not go out as given (http.client's errors)."""
-    target = target or "/"
-    if _BAD_TARGET(target):
-        raise http.client.InvalidURL("control character or space in the target")
-    if not target.isascii():
-        target.encode("ascii")  # raises UnicodeEncodeError, as http.client did
-    if method not in _good_methods:
-        if not method or _BAD_METHOD(method):
-            raise ValueError("invalid method")
-        method.encode("ascii")
-        _remember(_good_methods, method)
-    parts = [f"{method} {target} HTTP/1.1\r\n"]
-    for name, value in lines:
-        if name not in _good_names:
-            if not _GOOD_NAME(name.encode("ascii")):
-                raise ValueError("invalid header name")
-            _remember(_good_names, name)
-        parts.append(f"{name}: {value}\r\n")
-    if body is not None:
-        parts.append(f"Content-Length: {len(body)}\r\n")
-    parts.append("\r\n")
-    head = "".join(parts).encode("latin-1")
-    # Method, target and names are clean: a CR, LF or NUL beyond the line ends is in a value.
-    if head.count(b"\n") != len(parts) or head.count(b"\r") != len(parts) or b"\0" in head:
-        raise ValueError("invalid header value")
-    return head
-
-
-def _remember(good: set[str], name: str) -> None:
-    if len(good) < 4096:
-        good.add(name)
-
-
-def _answer(link: _Link, end: float, head_only: bool) -> tuple[int, str | None, bool]:
-    """Read an answer: its status, Retry-After, and whether the connection may be reused."""
-    while True:
-        head = link.head(end)
-        nl = head.find(b"\n")
-        words = (head if nl < 0 else head[:nl]).split(None, 2)
-        if len(words) < 2 or not words[0].startswith(b"HTTP/"):
-            raise http.client.BadStatusLine("status line")
-        if not words[0].startswith(b"HTTP/1."):
-            raise http.client.UnknownProtocol("version")
-        if len(words[1]) != 3 or not words[1].isdigit() or words[1][0] == 0x30:
-            raise http.client.BadStatusLine("status")
-        status = int(words[1])
-        if status >= 200 or status == 101:
-            break  # else an interim answer (100 Continue, 103 Early Hints): the final follows
-    http10 = words[0] == b"HTTP/1.0"
-    close = keep_alive = chunked = False
-    length: int | None = None
-    bad_length = False
-    retry_after: list[bytes] = []
-    codings: list[bytes] = []
-    if nl >= 0:
-        for line in head[nl + 1:].split(b"\n"):
-            name, sep, value = line.partition(b":")
-            if not sep or line[:1] in (b" ", b"\t"):
-                continue  # junk or a folded continuation: none of the fields read here
-            name = name.strip().lower()
-            if name == b"content-length":
-                value = value.strip()
-                if not value.isdigit() or (length is not None and int(value) != length):
-                    bad_length = True
-                else:
-                    length = int(value)
-            elif name == b"transfer-encoding":
-                codings += [c.strip().lower() for c in value.split(b",") if c.strip()]
-            elif name == b"connection":
-                tokens = {t.strip().lower() for t in value.split(b",")}
-                close = close or b"close" in tokens
-                keep_alive = keep_alive or b"keep-alive" in tokens
-            elif name == b"keep-alive":
-                keep_alive = True
-            elif name == b"retry-after":
-                retry_after.append(value.strip())
-    after = b", ".join(retry_after).decode("latin-1") if retry_after else None
-    if close or (http10 and not keep_alive) or status == 101:
-        return status, after, False
-    if head_only or status in _NO_BODY:
-        return status, after, not link.buf
-    if codings:
-        chunked = codings[-1] == b"chunked"
-        if not chunked:
-            return status, after, False  # the body ends when the connection does
-        keep = link.chunked(end)
-    elif bad_length or length is None or length > MAX_DRAIN:
-        return status, after, False
-    else:
-        link.skip(length, end)
-        keep = True
-    return status, after, keep and not link.buf
-
-
 class Transport:
     """Pools of idle keep-alive connections per backend base URL, shared by the threads of one
     process (one Transport per Celery pool process)."""
@@ -353,7 +157,7 @@ class Transport:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._lock = threading.Lock()
-        self._idle: dict[str, list[_Link]] = {}
+        self._idle: dict[str, list[Link]] = {}
         self._dests: dict[str, _Dest] = {}
         self._tls: ssl.SSLContext | None = None
 
@@ -366,7 +170,7 @@ class Transport:
             if end <= time.monotonic():  # do not spend a pooled connection on it
                 return Sent(None, "ConnectTimeout")
         try:
-            head = _request(method, target, lines, body)
+            head = request_head(method, target, lines, body)
         except (ValueError, http.client.HTTPException) as exc:
             return Sent(None, error_reason(exc, "send"))
         if body is not None and len(body) <= _ONE_SEND:
@@ -407,7 +211,7 @@ class Transport:
             self._tls = context
         return self._tls
 
-    def _connect(self, dest: _Dest, end: float) -> tuple[_Link, _Guard]:
+    def _connect(self, dest: _Dest, end: float) -> tuple[Link, _Guard]:
         """A new connection, watched from the end of the TCP connect (which its socket
         timeout bounds) so that the TLS handshake too ends by ``end``."""
         remaining = end - time.monotonic()
@@ -422,9 +226,9 @@ class Transport:
         except BaseException:
             sock.close()
             raise
-        return _Link(sock), _WATCHDOG.arm(end, sock)
+        return Link(sock), _WATCHDOG.arm(end, sock)
 
-    def _once(self, base_url: str, dest: _Dest, link: _Link | None, end: float, head: bytes,
+    def _once(self, base_url: str, dest: _Dest, link: Link | None, end: float, head: bytes,
               body: bytes | None, head_only: bool) -> tuple[Sent, bool]:
         """One exchange on one connection (a new one if ``link`` is None); the flag says the
         copy may be sent again."""
@@ -451,7 +255,7 @@ class Transport:
             if body is not None:
                 link.sock.sendall(body)
             phase = "read"
-            status, retry_after, keep = _answer(link, end, head_only)
+            status, retry_after, keep = read_answer(link, end, head_only)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             error = exc
         finally:
@@ -471,7 +275,7 @@ class Transport:
             return Sent(None, error_reason(error, phase)), stale
         return Sent(status, retry_after=retry_after), False
 
-    def _take(self, base_url: str) -> _Link | None:
+    def _take(self, base_url: str) -> Link | None:
         while True:
             with self._lock:
                 idle = self._idle.get(base_url)
@@ -480,7 +284,7 @@ class Transport:
                 return link
             link.sock.close()
 
-    def _give(self, base_url: str, link: _Link) -> None:
+    def _give(self, base_url: str, link: Link) -> None:
         with self._lock:
             idle = self._idle.setdefault(base_url, [])
             if len(idle) < MAX_IDLE:

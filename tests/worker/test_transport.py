@@ -14,7 +14,8 @@ from typing import BinaryIO
 
 import pytest
 
-from hookfan.worker.transport import _WATCHDOG, MAX_DRAIN, Sent, Transport
+from hookfan.worker.http1 import MAX_DRAIN
+from hookfan.worker.transport import _WATCHDOG, Sent, Transport
 from tests.security.certs import PKI, make_pki
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
