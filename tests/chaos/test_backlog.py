@@ -101,7 +101,10 @@ def test_backlog_of_20000_stays_bounded_and_drains(chaos_stack, chaos_redis, bac
           f"{overhead:.0f} B/copy overhead), +{after >> 20} MiB 20 s later")
     assert peak <= 1.1 * idle  # flat: a task holds one batch, never the backlog (issue 12)
     assert overhead <= OVERHEAD_LIMIT
-    assert after <= piled
+    # Retrying moves copies between a backend's sets; it must not add memory per copy
+    # (20,000 x even 16 B would be 320 KB). Set encodings and the batch in flight move a few
+    # KB either way.
+    assert after <= piled + 128 * 1024
     hold.release()
     back = RecordingBackend(port=port).start()
     backends.append(back)
