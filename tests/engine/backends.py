@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from hookfan.devstack import free_port
+from tests.support.backends import read_request
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,13 +120,8 @@ class GaugedBackend:
             protocol_version = "HTTP/1.1"
 
             def handle_one_request(self) -> None:
-                self.raw_requestline = self.rfile.readline(65537)
-                if not self.raw_requestline or not self.parse_request():
-                    self.close_connection = True
+                if read_request(self) is None:
                     return
-                length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
                 arrival = backend.gauge.enter(self.headers.get("X-Hookfan-Delivery", ""),
                                               int(self.headers.get("X-Hookfan-Attempt", 0)),
                                               self.connection)

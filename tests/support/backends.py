@@ -11,6 +11,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from hookfan.devstack import free_port
 
 
+def read_request(handler: BaseHTTPRequestHandler) -> bytes | None:
+    """Read one request on a keep-alive connection: its body, or None (and the connection is
+    to close) when the client sent nothing parsable."""
+    handler.raw_requestline = handler.rfile.readline(65537)
+    if not handler.raw_requestline or not handler.parse_request():
+        handler.close_connection = True
+        return None
+    length = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(length) if length else b""
+
+
 @dataclass(frozen=True)
 class Received:
     method: str
@@ -62,12 +73,9 @@ class RecordingBackend:
             protocol_version = "HTTP/1.1"
 
             def handle_one_request(self) -> None:
-                self.raw_requestline = self.rfile.readline(65537)
-                if not self.raw_requestline or not self.parse_request():
-                    self.close_connection = True
+                body = read_request(self)
+                if body is None:
                     return
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
                 got = Received(self.command, self.path, list(self.headers.items()), body)
                 with backend._cond:
                     status, headers = backend.respond(got, len(backend.received))
