@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint bench install clean
+.PHONY: dev test lint bench install clean image
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ test: lint
 bench: install
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[bench]'
 	$(BIN)/python bench/run.py
+
+# The release image, built locally from the same Dockerfile (base pinned by digest, dependencies
+# held to constraints.txt) that .github/workflows/release.yml builds for amd64 and arm64.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= ghcr.io/hookfan/hookfan:$(VERSION)
+image:
+	docker build -t $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) .hookfan-dev

@@ -223,6 +223,14 @@ def warm_up(system: System, backends: Backends, requests: int = 150) -> float:
 class Intake:
     floor_runs: list[load.WrkResult]
     hookfan_runs: list[load.WrkResult]
+    floor_cpu_us: list[float] = field(default_factory=list)
+    """CPU per answered request of the floor's gunicorn (master and workers), per run."""
+    hookfan_cpu_us: list[float] = field(default_factory=list)
+    """CPU per answered request of ``hookfan app`` (master and workers), per run."""
+    half_rate: float = float("nan")
+    """Half of hookfan's own max rate: where both are offered the same load for latency."""
+    floor_half: list[load.WrkResult] = field(default_factory=list)
+    hookfan_half: list[load.WrkResult] = field(default_factory=list)
 
     @staticmethod
     def med(runs: list[load.WrkResult], attr: str) -> float:
@@ -233,26 +241,64 @@ class Intake:
         return statistics.median(h.rps / f.rps for f, h in
                                  zip(self.floor_runs, self.hookfan_runs, strict=True))
 
+    @property
+    def cpu_ratio(self) -> float:
+        """App CPU per accepted request, hookfan / floor: median of the paired runs."""
+        pairs = zip(self.floor_cpu_us, self.hookfan_cpu_us, strict=True)
+        return statistics.median(h / f for f, h in pairs) if self.floor_cpu_us else float("nan")
 
-def intake(floor_port: int, hookfan: Hookfan, rounds: int = 3, seconds: float = 4.0,
+    @property
+    def half_p99_ratio(self) -> float:
+        """p99 at half of hookfan's max rate, hookfan / floor: median of the paired runs."""
+        pairs = zip(self.floor_half, self.hookfan_half, strict=True)
+        return (statistics.median(h.p99_ms / f.p99_ms for f, h in pairs) if self.floor_half
+                else float("nan"))
+
+
+def intake(floor_port: int, hookfan: Hookfan, floor_cpu: Callable[[], float],
+           rounds: int = 3, seconds: float = 4.0,
            log: callable = print) -> Intake:  # type: ignore[valid-type]
-    """Alternate floor and hookfan runs so both see the same machine noise; pair them."""
+    """Alternate floor and hookfan runs so both see the same machine noise; pair them. Then
+    offer both half of hookfan's max rate, for the latency at a load both can carry."""
     f_url, h_url = f"http://127.0.0.1:{floor_port}/", f"http://127.0.0.1:{hookfan.port}/"
     load.run_wrk(f_url, 1)
     load.run_wrk(h_url, 1)
-    floor_runs, hook_runs = [], []
+    out = Intake([], [])
+
+    def timed(url: str, cpu: Callable[[], float], rate: float | None = None
+              ) -> tuple[load.WrkResult, float]:
+        before = cpu()
+        res = load.run_wrk(url, seconds, rate=rate)
+        return res, (cpu() - before) / max(1, res.requests) * 1e6
+
     for i in range(rounds):
         hookfan.clear()
-        floor_runs.append(load.run_wrk(f_url, seconds))
-        hook_runs.append(load.run_wrk(h_url, seconds))
-        log(f"  round {i + 1}: floor {floor_runs[-1].rps:.0f}/s, hookfan "
-            f"{hook_runs[-1].rps:.0f}/s (errors {floor_runs[-1].errors}/{hook_runs[-1].errors})")
+        f, fc = timed(f_url, floor_cpu)
+        h, hc = timed(h_url, hookfan.app.cpu)
+        out.floor_runs.append(f)
+        out.hookfan_runs.append(h)
+        out.floor_cpu_us.append(fc)
+        out.hookfan_cpu_us.append(hc)
+        log(f"  round {i + 1}: floor {f.rps:.0f}/s ({fc:.0f} us CPU/request), hookfan "
+            f"{h.rps:.0f}/s ({hc:.0f} us) (errors {f.errors}/{h.errors})")
+    out.half_rate = 0.5 * out.med(out.hookfan_runs, "rps")
+    for i in range(rounds):
+        hookfan.clear()
+        out.floor_half.append(load.run_wrk(f_url, seconds, rate=out.half_rate))
+        out.hookfan_half.append(load.run_wrk(h_url, seconds, rate=out.half_rate))
+        log(f"  at {out.half_rate:.0f} req/s, round {i + 1}: p99 floor "
+            f"{out.floor_half[-1].p99_ms:.2f} ms, hookfan {out.hookfan_half[-1].p99_ms:.2f} ms")
     hookfan.clear()
-    return Intake(floor_runs, hook_runs)
+    return out
 
 
 def pending_bytes(system: System, size: int, count: int, host: str = load.HOST) -> float:
-    """Redis ``used_memory`` growth per accepted request while nothing consumes."""
+    """Redis ``used_memory`` growth per accepted request while nothing consumes, after a
+    warm-up of the same size on a few connections: the first large bodies grow the query
+    buffers of the app's Redis connections once (~800 B per request over 200 100 KB
+    requests), which is no cost of a pending request."""
+    for _ in range(4):
+        load.send_many(system.port, max(5, count // 20), load.json_body(size), host=host)
     before = system.redis.used_memory()
     ok = load.send_many(system.port, count, load.json_body(size), host=host)
     return (system.redis.used_memory() - before) / max(1, ok)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -71,6 +72,16 @@ def rows(r: Results) -> list[tuple[str, str, str, str]]:
          f"{_f(i.med(i.hookfan_runs, 'p99_ms'), ' ms', 2)}", "", ""),
         ("Intake ratio (hookfan / floor, median of pairs)", _f(i.ratio, "", 2), ">= 0.6",
          ok(i.ratio >= 0.6)),
+        ("App CPU per accepted request: floor / hookfan",
+         f"{_f(statistics.median(i.floor_cpu_us), ' us')} / "
+         f"{_f(statistics.median(i.hookfan_cpu_us), ' us')}", "", ""),
+        ("App CPU per accepted request, hookfan / floor (median of pairs)",
+         _f(i.cpu_ratio, "x", 2), "<= 2x", ok(i.cpu_ratio <= 2)),
+        (f"Intake p99 at {_f(i.half_rate)} req/s (50 % of hookfan's max): floor / hookfan",
+         f"{_f(i.med(i.floor_half, 'p99_ms'), ' ms', 2)} / "
+         f"{_f(i.med(i.hookfan_half, 'p99_ms'), ' ms', 2)}", "", ""),
+        ("Intake p99 at that rate, hookfan / floor (median of pairs)",
+         _f(i.half_p99_ratio, "x", 2), "<= 3x", ok(i.half_p99_ratio <= 3)),
         ("hookfan max sustained rate, req/s (deliveries/s)",
          f"{_f(h.med('achieved'))} ({_f(hd)})", "", ""),
         ("naive max sustained rate, req/s (deliveries/s)",
@@ -258,7 +269,9 @@ def markdown(r: Results, m: dict[str, str], when: str) -> str:
         "worker with the same concurrency, its own Redis with the same AOF settings.",
         "- **Memory:** no worker running and backends unreachable, so everything stays pending; "
         "`used_memory` after N accepted requests minus before, divided by N (N = 2,000 for "
-        "1 KB, 200 for 100 KB bodies).",
+        "1 KB, 200 for 100 KB bodies), after a warm-up of the same size (4 connections, N/20 "
+        "requests each, at least 5) so that Redis's client query buffers, grown once by the "
+        "first large bodies, are not counted as the requests' cost.",
         "- **Targets:** issue 12 (delivery engine v2) for delivery, memory and isolation; "
         "issue 13 for the intake ratio.",
         "",

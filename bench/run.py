@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print("1. floor and hookfan intake (workers not running)", flush=True)
         time.sleep(1.0)
-        intake = measure.intake(floor_port, hook)
+        intake = measure.intake(floor_port, hook, floor.cpu)
         floor.stop()
         stopping.remove(floor)
 

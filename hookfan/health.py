@@ -19,6 +19,9 @@ import redis
 from hookfan import forkgate
 from hookfan.config import listening
 
+BANNER = "hookfan"
+"""The ``Server`` header of hookfan's own HTTP servers: no software versions."""
+
 
 class HealthServer:
     def __init__(self, addr: tuple[str, int], ready: Callable[[], bool],
@@ -39,6 +42,9 @@ class HealthServer:
 
             def log_message(self, format: str, *args: object) -> None:
                 pass  # probes every few seconds would drown the logs
+
+            def version_string(self) -> str:
+                return BANNER  # not http.server's and Python's versions
 
         with listening("health-addr", addr):
             self._server = ThreadingHTTPServer(addr, Handler)

@@ -15,10 +15,20 @@ ROUTES = PREFIX + "routes"
 """The whole route table, JSON, written with :data:`ROUTES_VERSION` in one transaction."""
 ROUTES_VERSION = PREFIX + "routes:version"
 REQUEST = PREFIX + "req:"
-"""Hash per accepted request: ``m`` method, ``u`` raw URI, ``h`` headers (JSON), ``b`` body
-(stored once), ``ip``, ``t`` acceptance (client Unix time, for latency figures only), ``host``,
-``tp`` traceparent, ``n`` copies not yet delivered or purged (pending and dead letters). The
-hash is deleted with its last copy."""
+"""Hash per accepted request: ``r`` a JSON list of method, raw URI, headers, client address,
+acceptance (client Unix time, for latency figures only), host, traceparent and body size; the
+body (stored once) in ``b``, ``b1``, ``b2`` ... (pieces that fit Redis's allocation classes, see
+:func:`hookfan.envelope.body_pieces`); ``n`` copies not yet delivered or purged (pending and
+dead letters). Requests stored before ``r`` have a field per value (``m``, ``u``, ``h``, ``b``,
+``ip``, ``t``, ``host``, ``tp``); readers take both. The
+hash is deleted with its last copy; when that is delivered within seconds of acceptance, the
+string ``'d'`` takes the key until then, so that the intake's look after a lost reply
+(``resolve.lua``) can tell "stored and already delivered" from "never stored"."""
+FENCE = PREFIX + "fence:"
+"""String per request id, set when the intake lost the reply to a request's accept and found it
+not stored (it answered 503): an accept with that id arriving late stores nothing."""
+FENCE_MS = 600_000
+"""How long a fence lasts: far longer than any accept can wait in Redis's input buffer."""
 READY = PREFIX + "q:"
 """Sorted set per backend URL: delivery id -> ms (Redis clock) when its next attempt is due."""
 INFLIGHT = PREFIX + "f:"
@@ -47,7 +57,13 @@ DEAD = PREFIX + "dead"
 """Sorted set: dead-lettered delivery id -> ms (Redis clock) when it was dead-lettered."""
 DEAD_INFO = PREFIX + "dl"
 """Hash: dead-lettered delivery id -> JSON ``[url, route, generation, attempts, t0 ms, last
-error]``."""
+error, body bytes]``; body bytes is -1 when the burying script did not know it, and absent in
+records written before it was kept (readers then ask ``HSTRLEN``)."""
+DEAD_COUNT = PREFIX + "dlcount"
+"""Hash: ``<route> <backend url>`` -> dead letters of that pair now in :data:`DEAD_INFO`, kept
+by the scripts that bury, replay, purge and expire them (the ``hookfan_dead_letters`` gauge reads
+it, no scan). A record counts once it carries its body size (its 7th element); records written
+before that are counted when a worker starts (``deadletters.backfill``)."""
 DEDUPE = PREFIX + "dedupe:"
 """String per (host, provider delivery id): ``<request id>:<copies>`` of the first request,
 expiring after ``--dedupe-window``."""
@@ -64,6 +80,10 @@ LEGACY = (PREFIX + "schedule", PREFIX + "dlv:", PREFIX + "busy:")
 
 def request(request_id: str) -> str:
     return REQUEST + request_id
+
+
+def fence(request_id: str) -> str:
+    return FENCE + request_id
 
 
 def ready(url: str) -> str:

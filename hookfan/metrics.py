@@ -38,6 +38,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 AGE_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0)
 BYTES_BUCKETS = (256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
                  10485760.0)
+REJECT_REASONS = ("redis_full", "max_pending", "redis_unavailable")
 ATTEMPT_BUCKETS = (1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0)
 
 
@@ -78,15 +79,42 @@ def multiproc_registry() -> CollectorRegistry:
 def serve(addr: tuple[str, int], registry: CollectorRegistry) -> Callable[[], None]:
     """Serve ``registry`` on ``addr`` at ``/metrics`` in a daemon thread; returns a stop
     function. Raises SettingsError naming ``--metrics-addr`` if the address is taken."""
-    from prometheus_client import start_http_server
     with listening("metrics-addr", addr):
-        server, thread = start_http_server(addr[1], addr[0], registry=registry)
+        server = _metrics_server(addr, registry)
+    thread = threading.Thread(target=server.serve_forever, daemon=True, name="metrics")
+    thread.start()
 
     def stop() -> None:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
     return stop
+
+
+def _metrics_server(addr: tuple[str, int], registry: CollectorRegistry) -> Any:
+    """prometheus_client's server (its ``start_http_server``), without the ``Server:
+    WSGIServer/0.2 CPython/3.x`` banner on answers and error pages."""
+    from wsgiref.simple_server import make_server
+
+    from prometheus_client import exposition, make_wsgi_app
+
+    from hookfan.health import BANNER
+
+    class Handler(exposition._SilentHandler):
+        def version_string(self) -> str:
+            return BANNER
+
+    class Server(exposition.ThreadingWSGIServer):
+        pass
+
+    family, host = exposition._get_best_family(addr[0], addr[1])  # type: ignore[no-untyped-call]
+    Server.address_family = family
+    app = make_wsgi_app(registry)
+
+    def bannered(environ: dict[str, Any], start_response: Any) -> Any:
+        return app(environ, lambda status, headers, *exc: start_response(
+            status, [*headers, ("Server", BANNER)], *exc))
+    return make_server(host, addr[1], bannered, Server, handler_class=Handler)
 
 
 def mark_dead(pid: int) -> None:
@@ -106,7 +134,7 @@ def install_app(app: Flask) -> None:
     body size in the WSGI environ; a request that never got that far counts as route ``none``.
     """
     from flask import request
-    from prometheus_client import Histogram
+    from prometheus_client import Counter, Histogram
     from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics
 
     metrics = GunicornPrometheusMetrics(app, export_defaults=False)
@@ -125,6 +153,20 @@ def install_app(app: Flask) -> None:
         app=app)
     body = Histogram("hookfan_http_request_body_bytes", "Size of intake request bodies read.",
                      buckets=BYTES_BUCKETS, registry=None)
+
+    rejected = Counter("hookfan_intake_rejected_total", "Intake requests answered 503 without "
+                       "storing them, by reason: redis_full (Redis at maxmemory), max_pending "
+                       "(over --max-pending), redis_unavailable.", ["reason"], registry=None)
+    for reason in REJECT_REASONS:
+        rejected.labels(reason)
+    unacknowledged = Counter(
+        "hookfan_intake_unacknowledged_total", "Intake requests stored but answered 503 "
+        "because fewer replicas than --min-replicas-ack acknowledged the write in time (the "
+        "sender's retry may be delivered twice).", registry=None)
+    intake: Any = app.extensions.get("hookfan.intake")  # view_functions holds a wrapper now
+    if intake is not None:
+        intake.rejected = lambda reason: rejected.labels(reason).inc()
+        intake.unacknowledged = unacknowledged.inc
 
     @app.after_request
     def _body_size(resp: Response) -> Response:

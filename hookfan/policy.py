@@ -46,13 +46,17 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
 def retry_delay(attempt: int, min_delay: float, max_delay: float,
                 retry_after: float | None = None, rng: random.Random | None = None) -> float:
-    """Delay before attempt ``attempt + 1``: exponential from ``min_delay`` with ±20 % jitter,
-    capped at ``max_delay``; a backend's Retry-After is honoured up to the same cap."""
+    """Delay before attempt ``attempt + 1``, drawn uniformly from ``[base / 2, 1.5 * base]``
+    ("equal jitter" around ``base = min(min_delay * 2**(attempt - 1), max_delay)``) cut to
+    ``[min_delay, max_delay]``: the first retry lands in ``[min_delay, 1.5 * min_delay]`` and
+    a capped one in ``[max_delay / 2, max_delay]``, so a backlog that failed together does
+    not retry in lockstep. The draw is a single point only when
+    ``min_delay == max_delay``. A backend's Retry-After is honoured within the same bounds.
+    ``settle.lua`` draws a lease that ran out the same way."""
     if retry_after is not None:
         return min(max(retry_after, min_delay), max_delay)
-    base = min_delay * 2.0 ** min(max(attempt - 1, 0), 62)
-    jitter = (rng or random).uniform(0.8, 1.2)
-    return min(max(base * jitter, min_delay), max_delay)
+    base = min(min_delay * 2.0 ** min(max(attempt - 1, 0), 62), max_delay)
+    return (rng or random).uniform(max(min_delay, base / 2), min(max_delay, base * 1.5))
 
 
 def next_step(outcome: Outcome, attempt: int, started: float, now: float, min_delay: float,

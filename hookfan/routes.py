@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -48,11 +49,45 @@ def normalize_host(host: str) -> str:
     return host.rstrip(".")
 
 
-def match(table: RouteTable, host: str | None) -> tuple[Backend, ...]:
-    """Backends for a request's Host header; empty when nothing matches (exact match only)."""
+_NOT_A_NAME = re.compile(r"[\x00-\x20\x7f/\\@?#\[\]]|\.\.|^\.|\.$").search
+"""Whitespace or control characters, characters that end or leave the authority, an empty
+label (``a..b``, ``.a``), or a trailing dot left after the one that is stripped."""
+
+
+def request_host(host: str | None) -> str | None:
+    """The route-table key for a request's Host value (lower-case, port dropped, one
+    trailing dot stripped), or None for what DNS or RFC 3986 would refuse: an empty value,
+    whitespace or control characters anywhere, a run of trailing dots or an empty label, a
+    port that is not 1-5 digits up to 65535, an unclosed or unbracketed IPv6 literal."""
     if not host:
-        return ()
-    return table.routes.get(normalize_host(host), ())
+        return None
+    name, port = host, ""
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0 or (host[end + 1:] and host[end + 1] != ":") or _NOT_A_NAME(host[1:end]):
+            return None
+        name, port = host[: end + 1], host[end + 2:] if host[end + 1:] else ""
+        if not port and host[end + 1:]:
+            return None
+    elif ":" in host:
+        name, _, port = host.partition(":")
+        if not port:
+            return None
+    if port and not (port.isdigit() and port.isascii() and len(port) <= 5
+                     and int(port) <= 65535):
+        return None
+    if not name.startswith("["):
+        name = name[:-1] if name.endswith(".") else name
+        if not name or _NOT_A_NAME(name):
+            return None
+    return name.lower()
+
+
+def match(table: RouteTable, host: str | None) -> tuple[Backend, ...]:
+    """Backends for a request's Host header; empty when nothing matches (exact match only)
+    or the value is not a valid host (:func:`request_host`)."""
+    key = request_host(host)
+    return () if key is None else table.routes.get(key, ())
 
 
 def build_table(entries: list[tuple[str, Backend]], version: int) -> RouteTable:

@@ -49,6 +49,8 @@ class Result:
     """Seconds until the next attempt (kind ``r``)."""
     reason: str = ""
     """``HTTP 503``, ``Timeout``...; never content."""
+    size: int = -1
+    """Body bytes of the copy's request (-1: unknown), kept with a dead letter."""
 
 
 @dataclass(frozen=True)
@@ -106,11 +108,12 @@ class Schedule:
         delivered = [keys.request(r.copy.request_id) for r in results if r.kind == "d"]
         flat: list[Any] = []
         for r in results:
-            flat += [r.copy.delivery_id, r.copy.generation, r.kind, _ms(r.delay), r.reason]
+            flat += [r.copy.delivery_id, r.copy.generation, r.kind, _ms(r.delay), r.reason,
+                     r.size]
         share = s.backend_concurrency or s.batch
         out = self.scripts["settle"](
             keys=[*keys.backend_keys(url), keys.DUE, keys.OWNED, keys.STATS, keys.DEAD,
-                  keys.DEAD_INFO, keys.QUEUE, *delivered],
+                  keys.DEAD_INFO, keys.QUEUE, keys.DEAD_COUNT, *delivered],
             args=[url, token, held, want, share, s.backend_concurrency, _ms(s.lease),
                   _ms(s.hold), _ms(s.max_retry_age), _ms(s.min_retry_delay),
                   _ms(s.max_retry_delay), random.getrandbits(31), "1" if linger else "0",

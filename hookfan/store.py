@@ -7,7 +7,6 @@ the operator do; the worker's claim/settle calls are in :mod:`hookfan.schedule`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,8 @@ import redis
 
 from hookfan import keys, scripts
 from hookfan.config import RedisSettings
-from hookfan.envelope import StoredRequest
+from hookfan.deadletters import DeadLetter, DeadLetters, Record
+from hookfan.envelope import StoredRequest, request_meta
 from hookfan.routes import Backend, RouteTable
 
 
@@ -27,29 +27,6 @@ class Accepted:
     request_id: str
     deliveries: int
     duplicate: bool
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    delivery_id: str
-    request_id: str
-    backend: Backend
-    attempts: int
-    last_error: str
-    dead_at: float
-    accepted: float
-    method: str
-    uri: str
-    body_size: int
-    generation: int = 0
-
-    def summary(self) -> dict[str, Any]:
-        """What ``deadletters list`` prints: no body, no header values."""
-        return {"id": self.delivery_id, "request": self.request_id, "route": self.backend.route,
-                "backend": self.backend.url, "attempts": self.attempts,
-                "last_error": self.last_error, "dead_at": self.dead_at,
-                "accepted": self.accepted, "method": self.method,
-                "path": self.uri.split("?", 1)[0], "body_bytes": self.body_size}
 
 
 @dataclass(frozen=True)
@@ -67,13 +44,60 @@ def connect(target: str | RedisSettings, timeout: float = 1.5) -> redis.Redis:
     """A client that fails fast: the intake must answer 503 within 2 s when Redis is gone.
 
     ``target`` is a URL, or the settings, whose password file and TLS files are then used
-    (:meth:`RedisSettings.client_url`, :meth:`RedisSettings.ssl_options`)."""
+    (:meth:`RedisSettings.client_url`, :meth:`RedisSettings.ssl_options`). With Sentinels in
+    the settings, the client finds the primary through them (:func:`sentinel_client`)."""
     if isinstance(target, RedisSettings):
         url, tls = target.client_url(), target.ssl_options()
+        if target.sentinel:
+            return sentinel_client(target, url, tls, timeout)
     else:
         url, tls = target, {}
     return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
                                 health_check_interval=10, **tls)
+
+
+def sentinel_client(settings: RedisSettings, url: str, tls: dict[str, str],
+                    timeout: float) -> redis.Redis:
+    """A client of the primary the Sentinels name, with the database, password and TLS of
+    ``url``. Each new connection asks the Sentinels first, so after a failover the next one
+    reaches the new primary; a connection to the old one breaks or is answered READONLY, and
+    redis-py drops it. While no Sentinel names a primary, commands raise MasterNotFoundError
+    (a ConnectionError). Sentinels are asked without password or TLS, and are not retried:
+    one that does not answer within ``timeout`` is skipped."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+    from redis.sentinel import Sentinel
+
+    given = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+    options: dict[str, Any] = {k: given[k] for k in ("db", "username", "password") if k in given}
+    if settings.tls:
+        options.update(ssl=True, **tls)
+    quick = {"socket_connect_timeout": timeout, "socket_timeout": timeout,
+             "retry": Retry(NoBackoff(), 0)}
+    sentinels = Sentinel(list(settings.sentinel), sentinel_kwargs=quick)  # type: ignore[no-untyped-call]
+    client: redis.Redis = sentinels.master_for(  # type: ignore[no-untyped-call]
+        settings.sentinel_master, socket_connect_timeout=timeout, socket_timeout=timeout,
+        health_check_interval=10, **options)
+    return client
+
+
+def accepted(reply: bytes | None, request_id: str, copies: int) -> Accepted:
+    """What the reply of an ``accept`` call says: nil, stored as ``request_id`` with
+    ``copies``; ``'<request id>:<copies>'``, the first request with that provider id."""
+    if not reply:
+        return Accepted(request_id, copies, False)
+    rid, _, n = reply.decode().partition(":")
+    return Accepted(rid, int(n or 0), True)
+
+
+def is_oom(exc: BaseException) -> bool:
+    """Whether Redis refused a write for memory (``maxmemory`` with ``noeviction``): redis-py
+    maps the reply to OutOfMemoryError; inside a script or a transaction, or through kombu,
+    it arrives wrapped in another error that still quotes Redis's message."""
+    text = str(exc)
+    return (isinstance(exc, redis.exceptions.OutOfMemoryError)
+            or "OOM command not allowed" in text
+            or "used memory > 'maxmemory'" in text)
 
 
 def parse_copy(value: bytes) -> tuple[int, int, float, str]:
@@ -87,6 +111,7 @@ class Store:
         # redis-py's stubs type replies as bytes | str; this client always returns bytes.
         self.r: Any = client
         self.scripts = scripts.register(client)
+        self.dead = DeadLetters(client)
 
     # -- route table -------------------------------------------------------------------------
     def publish_routes(self, table: RouteTable) -> int:
@@ -113,7 +138,7 @@ class Store:
         """Store the request once and one pending copy per backend (its ready-queue entry and
         state), in one Lua script (atomic, one round trip), and wake the dispatchers.
         Raises redis errors; nothing is half-written."""
-        keys_, args, ids = self._accept_call(request_id, req, backends)
+        keys_, args, ids = self.accept_call(request_id, req, backends)
         self.scripts["accept"](keys=keys_, args=args)
         return ids
 
@@ -123,7 +148,7 @@ class Store:
         backlog test). Each request is written atomically; the batch as a whole is not."""
         pipe = self.r.pipeline(transaction=False)
         for request_id, req, backends in entries:
-            keys_, args, _ = self._accept_call(request_id, req, backends)
+            keys_, args, _ = self.accept_call(request_id, req, backends)
             self.scripts["accept"](keys=keys_, args=args, client=pipe)
         pipe.execute()
 
@@ -133,26 +158,37 @@ class Store:
         ``window`` seconds: then nothing is written and that request is returned. The check and
         the write are one Lua script, so two identical requests racing each other store one set
         of deliveries. Raises redis errors; nothing is half-written."""
-        keys_, args, ids = self._accept_call(request_id, req, backends, dedupe_key, window)
-        first = self.scripts["accept"](keys=keys_, args=args)
-        if first:
-            rid, _, n = first.decode().partition(":")
-            return Accepted(rid, int(n or 0), True)
-        return Accepted(request_id, len(ids), False)
+        keys_, args, ids = self.accept_call(request_id, req, backends, dedupe_key, window)
+        return accepted(self.scripts["accept"](keys=keys_, args=args), request_id, len(ids))
 
-    def _accept_call(self, request_id: str, req: StoredRequest, backends: Sequence[Backend],
-                     dedupe_key: str | None = None, window: float = 0.0
-                     ) -> tuple[list[str], list[Any], list[str]]:
+    def accept_call(self, request_id: str, req: StoredRequest, backends: Sequence[Backend],
+                    dedupe_key: str | None = None, window: float = 0.0
+                    ) -> tuple[list[str], list[Any], list[str]]:
+        """(keys, arguments, delivery ids) of one call of the ``accept`` script."""
         ids = keys.delivery_ids(request_id, len(backends))
         fields = [x for pair in req.to_fields().items() for x in pair]
         req_key = keys.request(request_id)
-        keys_ = [req_key, dedupe_key or req_key, keys.DUE, keys.OWNED, keys.BACKENDS]
+        keys_ = [req_key, dedupe_key or req_key, keys.fence(request_id), keys.DUE, keys.OWNED,
+                 keys.BACKENDS]
         args: list[Any] = ["1" if dedupe_key else "0", max(1, int(window * 1000)), request_id,
                            len(ids), len(fields) // 2, *fields]
         for did, backend in zip(ids, backends, strict=True):
             keys_ += [keys.ready(backend.url), keys.copies(backend.url)]
             args += [did, backend.url, backend.route]
         return keys_, args, ids
+
+    def resolve(self, request_id: str, dedupe_key: str | None) -> Accepted | None:
+        """After the reply to an accept was lost: whether it committed. None when it did not;
+        the request id is then fenced, so that the accept, should it still reach Redis, stores
+        nothing. With a de-duplication key, the first request's when the accept found one.
+        ``deliveries`` is 0 when the accept committed (the caller knows how many it sent).
+        Raises redis errors: then nobody knows."""
+        req_key = keys.request(request_id)
+        found = self.scripts["resolve"](
+            keys=[req_key, keys.fence(request_id), dedupe_key or req_key], args=[keys.FENCE_MS])
+        if found is None:
+            return None
+        return accepted(None if found == b"stored" else found, request_id, 0)
 
     # -- what is pending ---------------------------------------------------------------------
     def backend_urls(self) -> list[str]:
@@ -178,25 +214,22 @@ class Store:
         return out
 
     # -- dead letters ------------------------------------------------------------------------
+    # Selecting, counting, replaying and purging many at once: hookfan.deadletters.
     def dead_ids(self) -> list[str]:
+        """Every dead-lettered delivery id, oldest first (small stores and tests only)."""
         return [d.decode() for d in self.r.zrange(keys.DEAD, 0, -1)]
+
+    def _dead_record(self, delivery_id: str) -> Record | None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hget(keys.DEAD_INFO, delivery_id)
+        pipe.zscore(keys.DEAD, delivery_id)
+        raw, ms = pipe.execute()
+        return None if raw is None else Record.parse(delivery_id, float(ms or 0), raw)
 
     def dead_letter(self, delivery_id: str) -> DeadLetter | None:
         """The dead letter without its request's body, or None if no such dead letter."""
-        raw = self.r.hget(keys.DEAD_INFO, delivery_id)
-        if raw is None:
-            return None
-        url, route, generation, attempts, _t0, error = json.loads(raw)
-        rid = keys.request_id_of(delivery_id)
-        pipe = self.r.pipeline(transaction=False)
-        pipe.zscore(keys.DEAD, delivery_id)
-        pipe.hmget(keys.request(rid), "t", "m", "u")
-        pipe.hstrlen(keys.request(rid), "b")
-        dead_at, (t, m, u), size = pipe.execute()
-        return DeadLetter(delivery_id, rid, Backend(route, url), int(attempts), error,
-                          float(dead_at or 0) / 1000, float(t or 0),
-                          (m or b"").decode(), (u or b"").decode("latin-1"), int(size),
-                          int(generation))
+        rec = self._dead_record(delivery_id)
+        return None if rec is None else self.dead.letters([rec])[0]
 
     def dead_letter_info(self, delivery_id: str) -> tuple[DeadLetter, StoredRequest] | None:
         """The dead letter and its stored request, or None if no such dead letter exists."""
@@ -211,25 +244,22 @@ class Store:
     def replay(self, delivery_id: str) -> bool:
         """Put a dead letter back in its backend's ready queue, due now, with a fresh retry
         age; False if it is not a dead letter."""
-        raw = self.r.hget(keys.DEAD_INFO, delivery_id)
-        if raw is None:
-            return False
-        url = json.loads(raw)[0]
-        return bool(self.scripts["replay"](
-            keys=[keys.DEAD_INFO, keys.DEAD, keys.ready(url), keys.copies(url), keys.DUE,
-                  keys.OWNED, keys.BACKENDS], args=[delivery_id, url]))
+        rec = self._dead_record(delivery_id)
+        return rec is not None and self.dead.replay([rec])[0] == 1
 
     def purge(self, delivery_id: str) -> bool:
         """Delete a dead letter, and its request's body if nothing else references it."""
-        rid = keys.request_id_of(delivery_id)
-        return bool(self.scripts["purge"](
-            keys=[keys.DEAD_INFO, keys.DEAD, keys.request(rid)], args=[delivery_id]))
+        rec = self._dead_record(delivery_id)
+        return rec is not None and bool(self.dead.purge([rec]))
 
     # -- figures for status ------------------------------------------------------------------
     def trace_parent(self, request_id: str) -> str:
         """The traceparent stored with a request; empty if none (tracing was off)."""
-        raw = self.r.hget(keys.request(request_id), "tp")
-        return "" if raw is None else str(raw.decode("latin-1"))
+        r, tp = self.r.hmget(keys.request(request_id), "r", "tp")
+        meta = request_meta(r)
+        if meta is not None:
+            return meta.trace
+        return "" if tp is None else str(tp.decode("latin-1"))  # the layout before ``r``
 
     def delivery_figures(self) -> dict[str, str]:
         """Every field of :data:`keys.STATS` (see :func:`keys.stat_field`), decoded."""

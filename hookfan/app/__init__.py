@@ -7,31 +7,60 @@ from typing import Any
 from flask import Flask
 
 from hookfan.config import Settings
+from hookfan.durability import DurabilityCheck
 from hookfan.store import Store, connect
 
-from .intake import Intake, install_request_log
+from .intake import RETRY_AFTER, Intake, error, install_request_log
 from .routecache import RouteCache
+
+LOOKUP_TIMEOUT = 0.4
+"""Timeouts of the look after a lost reply: with the write's 1.5 s, a 503 within 2 s."""
 
 
 class IntakeFlask(Flask):
     """Every method on every path goes to the intake: Flask's router would normalise paths
     (merge slashes, redirect) and answer OPTIONS itself, and a copy must be exact."""
 
+    durability: DurabilityCheck | None = None
+    """Set by :func:`create_app` for a served app; while it is ``refusing`` every request
+    gets 503 (the one check per request: the reading runs on its own thread)."""
+
     def dispatch_request(self) -> Any:
+        if self.durability is not None and self.durability.refusing:
+            return error(503, "Redis settings do not keep a 202 durable; see the app's log",
+                         **{"Retry-After": RETRY_AFTER})
         return self.view_functions["intake"]()
+
+    def create_url_adapter(self, request: Any) -> Any:
+        # No URL matching at all for a request (it is never used); url_for outside a request
+        # still gets Flask's adapter.
+        return None if request is not None else super().create_url_adapter(request)
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> Flask:
-    """The intake app. ``store`` defaults to one on ``settings.redis``."""
+    """The intake app. ``store`` defaults to one on ``settings.redis``; then the app also
+    checks Redis's durability settings now and every minute (:mod:`hookfan.durability`)."""
     settings = settings or Settings()
+    lookup = None
+    app = IntakeFlask("hookfan.app")
     if store is None:
         store = Store(connect(settings.redis))
-    app = IntakeFlask("hookfan.app")
+        lookup = Store(connect(settings.redis, LOOKUP_TIMEOUT))
+        # A client of its own: nothing it waits on delays what the intake's clients do.
+        app.durability = DurabilityCheck(connect(settings.redis, timeout=1.0),
+                                         settings.redis.allow_unsafe, "app").start()
     app.config["MAX_CONTENT_LENGTH"] = settings.intake.body_size_limit
     routes = RouteCache(store)
     app.view_functions["intake"] = Intake(store, routes, settings.intake.proxy_write_timeout,
                                           dedupe_headers=settings.intake.dedupe_headers,
-                                          dedupe_window=settings.intake.dedupe_window)
+                                          dedupe_window=settings.intake.dedupe_window,
+                                          lookup=lookup,
+                                          max_pending=settings.intake.max_pending,
+                                          trusted_proxies=settings.intake.trusted_proxies,
+                                          min_replicas_ack=settings.intake.min_replicas_ack,
+                                          replica_ack_timeout=(
+                                              settings.intake.replica_ack_timeout))
     app.extensions["hookfan.routes"] = routes
+    app.extensions["hookfan.intake"] = app.view_functions["intake"]
     install_request_log(app)
     return app

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Request, Response, jsonify, request
 from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from hookfan import keys
 from hookfan.envelope import REQUEST_HEADER, StoredRequest
 from hookfan.metrics import BODY_KEY, NO_ROUTE, ROUTE_KEY, route_label
-from hookfan.routes import Backend, match, normalize_host
-from hookfan.store import Store
+from hookfan.routes import Backend, normalize_host, request_host
+from hookfan.store import Store, accepted, is_oom
 from hookfan.tracing import Tracing
 
+from .commit import GroupCommit, NotAcknowledged, Unknown
+from .deadline import RequestTimeout
+from .peers import TrustedPeers
 from .routecache import RouteCache
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,8 @@ def raw_uri(environ: dict[str, Any]) -> str:
 
 
 def read_body(environ: dict[str, Any], limit: int) -> bytes:
-    """The whole body, or RequestEntityTooLarge past ``limit`` bytes, chunked bodies included.
+    """The whole body, or RequestEntityTooLarge past ``limit`` bytes, chunked bodies included;
+    NoMoreData when the connection closed before the Content-Length (or the last chunk) came.
     (Werkzeug's limited stream stops at the limit without complaint for chunked bodies, which
     would silently truncate them, as the original did.)"""
     declared = environ.get("CONTENT_LENGTH")
@@ -90,6 +93,10 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
     while got < want:
         chunk = stream.read(min(1 << 18, want - got))
         if not chunk:
+            if declared:
+                # gunicorn hands back what came before the close without complaint: a body
+                # cut short of its Content-Length must never be stored as if it were whole.
+                raise NoMoreData(b"")
             break
         parts.append(chunk)
         got += len(chunk)
@@ -111,7 +118,7 @@ def drain(environ: dict[str, Any], limit: int) -> None:
             if not chunk:
                 return
             left -= len(chunk)
-    except (OSError, ValueError, ParseException):
+    except (OSError, ValueError, ParseException, RequestTimeout):
         return
 
 
@@ -151,95 +158,230 @@ def install_request_log(app: Flask) -> None:
 
     @app.after_request
     def _answered(resp: Response) -> Response:
-        started = request.environ.get(STARTED, time.monotonic())
+        if not log.isEnabledFor(logging.INFO):
+            return resp
+        environ = request.environ
+        started = environ.get(STARTED) or time.monotonic()
         log.info("request answered", extra={
-            "status": resp.status_code, "method": request.method,
-            "route": request.environ.get(ROUTE_KEY, NO_ROUTE),
+            "status": resp.status_code, "method": environ.get("REQUEST_METHOD"),
+            "route": environ.get(ROUTE_KEY, NO_ROUTE),
             "request_id": resp.headers.get(REQUEST_HEADER),
-            "bytes": request.environ.get(BODY_KEY),
+            "bytes": environ.get(BODY_KEY),
             "duration": round(time.monotonic() - started, 6)})
         return resp
 
 
 class Intake:
     def __init__(self, store: Store, routes: RouteCache, write_timeout: float,
-                 dedupe_headers: tuple[str, ...] = (), dedupe_window: float = 86400.0) -> None:
+                 dedupe_headers: tuple[str, ...] = (), dedupe_window: float = 86400.0,
+                 lookup: Store | None = None, max_pending: int = 0,
+                 trusted_proxies: tuple[str, ...] = (), min_replicas_ack: int = 0,
+                 replica_ack_timeout: float = 1.0) -> None:
         self.store = store
+        self.commit = GroupCommit(store.r, store.scripts["accept"], min_replicas_ack,
+                                  replica_ack_timeout)
+        self.lookup = lookup or store
+        """Where to look after a lost reply: a client of its own, with short timeouts."""
         self.routes = routes
         self.write_timeout = write_timeout
         self.dedupe_headers = dedupe_headers
         self.dedupe_window = dedupe_window
+        self.max_pending = max_pending
+        self.trusted = TrustedPeers(trusted_proxies)
+        """Whether a peer's X-Forwarded-Proto/-Host reach backends as sent."""
+        self._pending = 0
+        self._pending_at = 0.0
+        self._memory_full = False
+        self._memory_at = 0.0
+        self._written = 0
+        self._write_budget = float("inf")
+        self.rejected: Callable[[str], None] = lambda reason: None
+        """Counts a request answered 503 by reason; set by the metrics when they are on."""
+        self.unacknowledged: Callable[[], None] = lambda: None
+        """Counts a request stored but answered 503 for want of replica acknowledgements."""
         self.tracing: Tracing = Tracing()
         """Set by the server when ``--otel-endpoint`` is given; no-op otherwise."""
 
     def __call__(self) -> Response:
         """Answer one webhook, inside a ``hookfan.intake`` span (continuing the sender's
         trace when it sent a traceparent) when tracing is on."""
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
+        self.commit.expect()
+        try:
+            return self._traced(req)
+        finally:
+            self.commit.settled()
+
+    def _traced(self, req: Request) -> Response:
+        if not self.tracing.enabled:
+            return self._answer(req, req.environ)
         with self.tracing.span("hookfan.intake", "server",
-                               parent=request.headers.get("traceparent"),
-                               attrs={"http.request.method": request.method}) as span:
-            resp = self._answer()
+                               parent=req.headers.get("traceparent"),
+                               attrs={"http.request.method": req.method}) as span:
+            resp = self._answer(req, req.environ)
             if span is not None:
                 span.set_attribute("http.response.status_code", resp.status_code)
-                span.set_attribute("hookfan.route",
-                                   str(request.environ.get(ROUTE_KEY, NO_ROUTE)))
+                span.set_attribute("hookfan.route", str(req.environ.get(ROUTE_KEY, NO_ROUTE)))
             return resp
 
-    def _answer(self) -> Response:
-        limit = request.max_content_length or 0
-        refused = refuse(request.method, request.headers.get("Transfer-Encoding"))
+    def _answer(self, req: Request, environ: dict[str, Any]) -> Response:
+        limit = req.max_content_length or 0
+        method = req.method
+        refused = refuse(method, environ.get("HTTP_TRANSFER_ENCODING"))
         if refused is not None:
-            drain(request.environ, limit)
+            drain(environ, limit)
             return refused
+        host = environ.get("HTTP_HOST", "")
+        route_key = request_host(host)
+        if route_key is None:
+            drain(environ, limit)
+            return error(400, "missing or invalid Host header")
         table = self.routes.table()
         if table is None:
-            drain(request.environ, limit)
+            drain(environ, limit)
             return error(503, "no route table loaded yet; is the operator running?",
                          **{"Retry-After": RETRY_AFTER})
-        host = request.headers.get("Host", "")
-        backends = match(table, host)
-        request.environ[ROUTE_KEY] = route_label([b.route for b in backends])
+        backends = table.routes.get(route_key, ())
+        environ[ROUTE_KEY] = route_label([b.route for b in backends])
         if not backends:
-            drain(request.environ, limit)
+            drain(environ, limit)
             return error(503, "no RequestClone matches this host")
         try:
-            body = read_body(request.environ, limit)
+            body = read_body(environ, limit)
         except RequestEntityTooLarge:
-            drain(request.environ, 2 * limit)
+            drain(environ, 2 * limit)
             return error(413, f"body exceeds the limit of {limit} bytes")
-        except TimeoutError:
-            return error(408, "request body not received in time")
+        except (TimeoutError, RequestTimeout):
+            return error(408, "request not received within --proxy-read-timeout")
         except MALFORMED_BODY:
             return error(400, "malformed request body (bad chunked framing or cut short)")
-        request.environ[BODY_KEY] = len(body)
-        stored = StoredRequest(method=request.method, uri=raw_uri(request.environ),
-                               headers=raw_headers(request.environ), body=body,
-                               client=request.remote_addr or "", accepted=time.time(), host=host)
+        environ[BODY_KEY] = len(body)
+        self._written += len(body)
         request_id = os.urandom(16).hex()
+        shed = self._shed()
+        if shed is not None:
+            return shed
         try:
             with self.tracing.span("hookfan.store", attrs={"hookfan.request_id": request_id}):
-                stored = dataclasses.replace(stored, trace=self.tracing.traceparent())
+                stored = StoredRequest(method=method, uri=raw_uri(environ),
+                                       headers=raw_headers(environ), body=body,
+                                       client=req.remote_addr or "", accepted=time.time(),
+                                       host=host, trace=self.tracing.traceparent(),
+                                       trusted=self.trusted(req.remote_addr or ""))
                 request_id, copies = self._store(request_id, stored, backends)
+        except NotAcknowledged as exc:
+            return self._not_acknowledged(exc)
         except redis.RedisError as exc:
-            log.error("request not stored, answered 503: %s", type(exc).__name__)
-            return error(503, "storage unavailable, retry later", **{"Retry-After": RETRY_AFTER})
-        sock = request.environ.get("gunicorn.socket")
+            if is_oom(exc):
+                return self._full()
+            return self._unavailable(exc)
+        sock = environ.get("gunicorn.socket")
         if sock is not None:
             sock.settimeout(self.write_timeout)
-        resp = jsonify(id=request_id, deliveries=copies)
-        resp.status_code = 202
-        resp.headers[REQUEST_HEADER] = request_id
-        return resp
+        # What jsonify(id=..., deliveries=...) answers, without its encoder.
+        return Response(b'{"deliveries":%d,"id":"%s"}\n' % (copies, request_id.encode()), 202,
+                        {REQUEST_HEADER: request_id}, mimetype="application/json")
+
+    def _shed(self) -> Response | None:
+        """503 (before writing) while Redis is in its delivery reserve, or while more than
+        ``--max-pending`` copies are pending; None otherwise. Both figures are read at most
+        every :data:`MEMORY_REFRESH` / :data:`PENDING_REFRESH` seconds per process."""
+        now = time.monotonic()
+        if now >= self._memory_at or self._written > self._write_budget:
+            self._memory_at = now + MEMORY_REFRESH
+            self._written = 0
+            # On the short-timeout client: a Redis that does not answer this leaves no time
+            # for the write within the 2 s a sender gets its 503 in.
+            try:
+                info = self.lookup.r.info("memory")
+            except redis.RedisError as exc:
+                self._memory_at = 0.0
+                return self._unavailable(exc)
+            limit = int(info.get("maxmemory", 0))
+            self._memory_full = bool(limit) and (
+                int(info.get("used_memory", 0)) >= (1 - MEMORY_RESERVE) * limit)
+            # Look again after this process wrote an eighth of the reserve, however soon.
+            self._write_budget = MEMORY_RESERVE * limit / 8 if limit else float("inf")
+        if self._memory_full:
+            return self._full()
+        if not self.max_pending:
+            return None
+        if now >= self._pending_at:
+            self._pending_at = now + PENDING_REFRESH
+            try:
+                self._pending = self.lookup.pending_count()
+            except redis.RedisError as exc:
+                self._pending_at = 0.0
+                return self._unavailable(exc)
+        if self._pending <= self.max_pending:
+            return None
+        log.warning("request not stored, answered 503: %d copies pending, over --max-pending "
+                    "%d", self._pending, self.max_pending)
+        self.rejected("max_pending")
+        return error(503, "too many deliveries pending, retry later",
+                     **{"Retry-After": RETRY_AFTER})
+
+    def _unavailable(self, exc: BaseException) -> Response:
+        log.error("request not stored, answered 503: %s", type(exc).__name__)
+        self.rejected("redis_unavailable")
+        return error(503, "storage unavailable, retry later", **{"Retry-After": RETRY_AFTER})
+
+    def _not_acknowledged(self, exc: NotAcknowledged) -> Response:
+        log.error("request stored but answered 503: %s (--min-replicas-ack); the sender's "
+                  "retry may be delivered twice", exc)
+        self.unacknowledged()
+        return error(503, "storage not replicated in time, retry later",
+                     **{"Retry-After": RETRY_AFTER})
+
+    def _full(self) -> Response:
+        log.error("request not stored, answered 503: Redis is full (its maxmemory, less the "
+                  "reserve kept for deliveries); deliveries and dead-letter purges free memory")
+        self.rejected("redis_full")
+        return error(503, "storage full, retry later", **{"Retry-After": RETRY_AFTER})
 
     def _store(self, request_id: str, stored: StoredRequest,
                backends: tuple[Backend, ...]) -> tuple[str, int]:
         """(request id, copies) of the stored request; a repeat of a provider delivery id
-        within the window returns the first request's instead of storing anything."""
+        within the window returns the first request's instead of storing anything. The write
+        goes through the process's group commit. When its reply is lost, look (on a fresh
+        connection) whether it committed before answering. Raises redis errors: not stored."""
         key = dedupe_key(self.dedupe_headers, stored.headers, stored.host)
-        if key is None:
-            return request_id, len(self.store.accept(request_id, stored, backends))
-        done = self.store.accept_once(request_id, stored, backends, key, self.dedupe_window)
+        started = time.monotonic()
+        for attempt in (1, 2):
+            keys_, args, ids = self.store.accept_call(request_id, stored, backends, key,
+                                                      self.dedupe_window)
+            try:
+                done = accepted(self.commit(keys_, args), request_id, len(ids))
+                break
+            except Unknown:
+                found = self.lookup.resolve(request_id, key)
+                log.warning("reply to a write lost; looked: %s",
+                            "not stored" if found is None else "stored")
+            if found is not None and self.commit.min_acks:
+                # Stored, but whether replicas have it is unknown: no 202 for it.
+                raise NotAcknowledged("reply lost; replicas not asked")
+            if found is not None:
+                done = found if found.duplicate else accepted(None, request_id, len(ids))
+                break
+            # Not stored, and that id is fenced: a write under a new id cannot duplicate it.
+            # Once only, and only when the loss was quick (a connection Redis had closed).
+            if attempt == 2 or time.monotonic() - started > RETRY_WITHIN:
+                raise redis.ConnectionError("write lost, not stored")
+            request_id = os.urandom(16).hex()
         if done.duplicate:
             log.info("duplicate provider delivery id, nothing stored",
                      extra={"request_id": done.request_id})
         return done.request_id, done.deliveries
+
+RETRY_WITHIN = 0.5
+"""A write found not stored after a lost reply is sent again under a new id only if all this
+took less than this many seconds (the 503 must still come within 2 s)."""
+PENDING_REFRESH = 1.0
+"""Seconds between two reads of the pending count for ``--max-pending``, per app process."""
+MEMORY_RESERVE = 0.10
+"""Share of Redis's ``maxmemory`` the intake leaves to the workers: it stops storing webhooks
+at 90 %, so deliveries (whose writes free memory in the end), dead letters and Celery's own
+messages still fit, and the backlog drains. At 100 % Redis refuses every write that grows
+memory, Celery's included."""
+MEMORY_REFRESH = 0.1
+"""Seconds between two reads of Redis's memory figures, per app process."""

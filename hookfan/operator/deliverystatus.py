@@ -5,6 +5,8 @@ Figures come from the last backlog scan (pending, dead-lettered) and the per-bac
 workers keep in Redis (delivered, last delivery time, last error). A RequestClone's status is
 patched at most every ``--status-interval``, and only when its figures changed; a dead-letter
 count that grew raises one Warning Event, at most one per RequestClone per ``event_every``.
+The counters are read just after the scan, so a copy delivered in between can show in one
+status as both pending and delivered; the next scan corrects it.
 """
 
 from __future__ import annotations

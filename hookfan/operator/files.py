@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from hookfan.config import SettingsError
 from hookfan.routes import Backend
 
 from .model import InvalidSpec, RequestClone, is_request_clone, parse
@@ -29,14 +31,43 @@ class Rejected:
     reason: str
 
 
+def check_dir(root: Path) -> None:
+    """Return if this process can list ``root``; otherwise raise SettingsError naming
+    ``--routes-dir``, the path and what is wrong (a typo must not publish an empty table)."""
+    try:
+        with os.scandir(root) as entries:
+            next(entries, None)
+    except FileNotFoundError:
+        problem = "no such directory"
+    except NotADirectoryError:
+        problem = "not a directory"
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror or type(exc).__name__})"
+    else:
+        return
+    raise SettingsError(f"--routes-dir {str(root)!r}: {problem}; give the directory that holds "
+                        "the RequestClone YAML files")
+
+
 def _files(root: Path) -> list[Path]:
-    found = [p for p in root.glob("*") if p.suffix in (".yaml", ".yml") and p.is_file()]
-    found += [p for p in root.glob("*/*") if p.suffix in (".yaml", ".yml") and p.is_file()]
+    """The YAML files in ``root`` and its sub-directories. Raises OSError when ``root`` or a
+    sub-directory cannot be listed: glob would answer "no files", which reads as "no routes"."""
+    found = []
+    for entry in _visible(root):
+        inner = _visible(entry) if entry.is_dir() else [entry]
+        found += [p for p in inner if p.suffix in (".yaml", ".yml") and p.is_file()]
     return sorted(found)
 
 
+def _visible(directory: Path) -> list[Path]:
+    # Dot names are skipped as glob("*") did: a mounted ConfigMap holds each file again
+    # under ..data/ and ..<timestamp>/, which would duplicate every RequestClone.
+    return [p for p in directory.iterdir() if not p.name.startswith(".")]
+
+
 def fingerprint(root: Path) -> str:
-    """Changes whenever a file is added, removed or edited (content hash, not mtime)."""
+    """Changes whenever a file is added, removed or edited (content hash, not mtime). Raises
+    OSError when the directory cannot be listed."""
     h = hashlib.sha256()
     for path in _files(root):
         try:
@@ -48,7 +79,8 @@ def fingerprint(root: Path) -> str:
 
 def load(root: Path) -> tuple[list[RequestClone], list[Rejected]]:
     """Every valid RequestClone under ``root``, and what was skipped and why. Never raises
-    for bad content: an unreadable file or bad YAML is a :class:`Rejected` entry."""
+    for bad content: an unreadable file or bad YAML is a :class:`Rejected` entry. Raises
+    OSError when the directory cannot be listed."""
     clones: list[RequestClone] = []
     rejected: list[Rejected] = []
     for path in _files(root):

@@ -14,7 +14,7 @@ from hookfan.store import Store
 
 from . import serving
 from .backlog import BacklogScanner, OperatorStats
-from .files import Rejected, backend_for, fingerprint, load
+from .files import Rejected, backend_for, check_dir, fingerprint, load
 from .model import InvalidSpec, RequestClone
 from .resolve import HOST_CLAIMED, claimed_elsewhere
 
@@ -53,7 +53,7 @@ class Publisher:
         self._version: int | None = None
 
     def sync(self, table: RouteTable) -> bool:
-        if table.routes == self._content and self.store.routes_version() == self._version:
+        if table.routes == self._content and not self.lost():
             return False
         self._version = self.store.publish_routes(table)
         self._content = table.routes
@@ -61,10 +61,18 @@ class Publisher:
                                                  "hosts": len(table.routes)})
         return True
 
+    def lost(self) -> bool:
+        """Whether Redis no longer holds the version this publisher last wrote (a failover
+        to a replica the write never reached, a flushed Redis); False before any publish.
+        Raises redis errors."""
+        return self._version is not None and self.store.routes_version() != self._version
+
 
 def run(settings: Settings, store: Store, stop: threading.Event) -> None:
     """Poll ``--routes-dir`` until ``stop`` is set; republish within one poll of a change.
-    Serves metrics and health while it runs; it is the only writer, so it always leads."""
+    Serves metrics and health while it runs; it is the only writer, so it always leads.
+    Raises SettingsError, before anything starts, when ``--routes-dir`` cannot be listed."""
+    check_dir(Path(settings.operator.routes_dir or "."))
     stats = OperatorStats(lambda: True)
     synced = threading.Event()
     stop_serving = serving.start(settings, stats, synced.is_set)
@@ -81,23 +89,55 @@ def _poll(settings: Settings, store: Store, stop: threading.Event, stats: Operat
     root = Path(settings.operator.routes_dir or ".")
     aliases = dict(settings.operator.service_aliases)
     publisher = Publisher(store)
-    seen = None
-    table = RouteTable()
+    seen: str | None = None
+    table: RouteTable | None = None
     while True:
-        current = fingerprint(root)
-        if current != seen:
-            clones, rejected = load(root)
-            table, unresolved = file_table(clones, aliases, settings.operator.host_policy)
-            for r in rejected + unresolved:
-                log.error("RequestClone skipped", extra={"file": r.file, "requestclone": r.name,
-                                                         "reason": r.reason})
-            seen = current
         try:
-            if publisher.sync(table) or not synced.is_set():
+            current = fingerprint(root)
+            if current != seen:
+                table = _read(root, aliases, settings.operator.host_policy, store)
+                seen = current
+        except OSError as exc:
+            if seen != "unreadable":
+                log.error("routes directory unreadable, live route table kept",
+                          extra={"path": str(root), "reason": exc.strerror or str(exc)})
+            seen, table = "unreadable", None
+            stats.errors += 1
+        except redis.RedisError as exc:
+            stats.errors += 1
+            log.warning("route table not compared, Redis unavailable: %s", type(exc).__name__)
+        try:
+            if table is not None and (publisher.sync(table) or not synced.is_set()):
                 stats.synced(len(table.routes), sum(len(bs) for bs in table.routes.values()))
-            synced.set()
+                synced.set()
         except redis.RedisError as exc:
             stats.errors += 1
             log.warning("route table not published, Redis unavailable: %s", type(exc).__name__)
         if stop.wait(settings.operator.poll_interval):
             return
+
+
+def _read(root: Path, aliases: dict[str, str], host_policy: str,
+          store: Store) -> RouteTable | None:
+    """The table to publish from ``root``, or None to keep the live one: an empty table
+    replaces a non-empty live one only when ``root`` really holds no RequestClones (nothing
+    rejected, no file unreadable), and then with a warning. Raises OSError when ``root``
+    cannot be listed, redis.RedisError when the live table cannot be read."""
+    clones, rejected = load(root)
+    table, unresolved = file_table(clones, aliases, host_policy)
+    for r in rejected + unresolved:
+        log.error("RequestClone skipped", extra={"file": r.file, "requestclone": r.name,
+                                                 "reason": r.reason})
+    if table.routes:
+        return table
+    live = store.load_routes()
+    if live is None or not live.routes:
+        return table
+    extra = {"path": str(root), "hosts": len(live.routes)}
+    if clones or rejected:
+        log.error("no RequestClone in the routes directory is usable, live route table kept",
+                  extra=extra)
+        return None
+    log.warning("routes directory holds no RequestClones: emptying the live route table",
+                extra=extra)
+    return table

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 
 DEBOUNCE = 0.05
 """Changes arriving this close together are resolved once."""
+ROUTES_CHECK = 2.0
+"""How often the leader looks whether Redis still holds the table it published; if not (a
+failover to a replica it never reached), it publishes again at once."""
 
 
 def to_clone(obj: Mapping[str, Any]) -> RequestClone | Invalid:
@@ -121,12 +125,25 @@ class Operator:
             self._retry_later()
         self.status.sync(objs, result.conditions)
 
+    def _table_lost(self) -> bool:
+        """Whether this replica may write and Redis lost the table it published; False while
+        Redis does not answer (publishing would fail as well)."""
+        try:
+            return self.may_write() and self.publisher.lost()
+        except redis.RedisError:
+            return False
+
     def _reconcile_loop(self, stop: threading.Event) -> None:
+        resync = self.settings.operator.resync_period
+        due = time.monotonic() + resync
         while not stop.is_set():
-            self.dirty.wait(self.settings.operator.resync_period)
+            self.dirty.wait(max(0.0, min(ROUTES_CHECK, due - time.monotonic())))
+            if not (self.dirty.is_set() or time.monotonic() >= due or self._table_lost()):
+                continue
             if stop.wait(DEBOUNCE):
                 return
             self.dirty.clear()
+            due = time.monotonic() + resync
             try:
                 self.reconcile()
             except Exception:

@@ -1,26 +1,39 @@
-"""Leader election over a ``coordination.k8s.io/v1`` Lease, as client-go does it.
+"""Leader election over a ``coordination.k8s.io/v1`` Lease, on the ``kubernetes`` client's own
+``leaderelection`` package.
 
-One thread tries to acquire or renew the Lease every ``retry_period``. A held Lease counts as
-expired when its record has not changed for ``lease_duration`` *by our own clock* (clocks of
-different nodes are never compared). Writes use the Lease's resourceVersion, so two candidates
-racing for it cannot both win (the loser gets 409 Conflict).
+Each round is the library's ``LeaderElection.try_acquire_or_renew`` with its ``LeaseLock``:
+client-go's rules, so a held Lease counts as expired when its record has not changed for
+``lease_duration`` *by our own clock* (clocks of different nodes are never compared), and
+writes carry the Lease's resourceVersion, so two candidates racing for it cannot both win.
 
-:meth:`LeaderElector.is_leader` is the check every write makes: it turns false as soon as the
-last successful renewal is older than ``renew_deadline``, even while a renewal call hangs.
+What the library's loop lacks, this module adds around the round (its ``run`` cannot be
+stopped, sleeps with ``time.sleep``, refuses periods under a second through ``sys.exit``, hands
+no Lease back and would keep a leader writing for a whole renew deadline after another holder
+appeared):
+
+- :meth:`LeaderElector.is_leader`, the check every write makes: false as soon as another
+  holder is seen, or once the last successful renewal is older than ``renew_deadline`` (even
+  while a renewal call hangs);
+- a loop that stops on an Event and then releases the Lease so a standby takes over at once;
+- every API call after ``before_call`` (the client's rate limit) and within ``retry_period``;
+- ``leaseTransitions`` counted on each change of holder, as client-go does.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
+from kubernetes.leaderelection.leaderelection import LeaderElection
+from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +49,51 @@ class LeaseConfig:
     release_on_cancel: bool = True
 
 
-def _micro_time() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+class _Calls:
+    """An API object whose every method call first runs ``before_call`` and carries
+    ``_request_timeout`` (the library's lock calls without one, so a hung call would hang
+    the election)."""
+
+    def __init__(self, api: Any, timeout: float, before_call: Callable[[], None]) -> None:
+        self._api, self._timeout, self._before_call = api, timeout, before_call
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._api, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._before_call()
+            kwargs.setdefault("_request_timeout", self._timeout)
+            return method(*args, **kwargs)
+        return call
+
+
+class _Lock(LeaseLock):
+    """The library's Lease lock on our API client (it would build one from the default
+    configuration, not the operator's kubeconfig), counting ``leaseTransitions``."""
+
+    def __init__(self, api: Any, cfg: LeaseConfig) -> None:
+        super().__init__(cfg.name, cfg.namespace, cfg.identity)  # type: ignore[no-untyped-call]
+        self.api_instance = api
+
+    def get_lease_spec(self, record: Any, current_spec: Any = None) -> Any:
+        before = getattr(current_spec, "holder_identity", None)
+        transitions = getattr(current_spec, "lease_transitions", None) or 0
+        spec = super().get_lease_spec(record, current_spec)  # type: ignore[no-untyped-call]
+        spec.lease_transitions = transitions + (before != record.holder_identity)
+        return spec
 
 
 class LeaderElector:
     def __init__(self, api: client.CoordinationV1Api, cfg: LeaseConfig,
                  on_change: Callable[[bool], None] = lambda _: None,
                  before_call: Callable[[], None] = lambda: None) -> None:
-        # The client's generated stubs insist on model objects; plain dicts serialise the same.
-        self.api: Any = api
-        self.cfg, self.on_change, self.before_call = cfg, on_change, before_call
+        self.api = _Calls(api, cfg.retry_period, before_call)
+        self.cfg, self.on_change = cfg, on_change
+        # The round reads only ``lock`` and ``lease_duration`` of its config; the library's
+        # Config class would exit the process for the sub-second periods tests use.
+        self._election = LeaderElection(SimpleNamespace(  # type: ignore[no-untyped-call]
+            lock=_Lock(self.api, cfg), lease_duration=max(1, math.ceil(cfg.lease_duration))))
         self._renewed: float | None = None
-        self._observed: tuple[Any, float] = (None, 0.0)
         self._was_leader = False
 
     def is_leader(self) -> bool:
@@ -61,8 +106,10 @@ class LeaderElector:
         raises: an API failure only means this round did not renew."""
         while not stop.is_set():
             try:
-                if self._try_acquire_or_renew():
+                if self._election.try_acquire_or_renew():  # type: ignore[no-untyped-call]
                     self._renewed = time.monotonic()
+                elif self._held_elsewhere():
+                    self._renewed = None  # someone else holds it: we are not the leader, now
             except Exception as exc:
                 log.warning("lease round failed", extra={"error": type(exc).__name__})
             self._notify()
@@ -72,6 +119,10 @@ class LeaderElector:
         self._renewed = None
         self._notify()
 
+    def _held_elsewhere(self) -> bool:
+        seen = self._election.observed_record
+        return seen is not None and seen.holder_identity not in (None, self.cfg.identity)
+
     def _notify(self) -> None:
         leader = self.is_leader()
         if leader != self._was_leader:
@@ -80,71 +131,19 @@ class LeaderElector:
                                                   "identity": self.cfg.identity})
             self.on_change(leader)
 
-    def _spec(self, lease: Any) -> dict[str, Any]:
-        """The spec we write: renewing keeps acquireTime, taking over counts a transition."""
-        now = _micro_time()
-        spec = None if lease is None else lease.spec
-        held = spec is not None and spec.holder_identity == self.cfg.identity
-        transitions = (spec.lease_transitions or 0) if spec is not None else 0
-        acquired = spec.acquire_time if held and spec is not None else None
-        return {"holderIdentity": self.cfg.identity,
-                "leaseDurationSeconds": max(1, int(self.cfg.lease_duration)),
-                "acquireTime": acquired.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if acquired else now,
-                "renewTime": now,
-                "leaseTransitions": transitions if held else transitions + 1}
-
-    def _try_acquire_or_renew(self) -> bool:
-        self.before_call()
-        try:
-            lease = self.api.read_namespaced_lease(self.cfg.name, self.cfg.namespace,
-                                                   _request_timeout=self.cfg.retry_period)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            body = {"metadata": {"name": self.cfg.name, "namespace": self.cfg.namespace},
-                    "spec": self._spec(None)}
-            return self._write(lambda: self.api.create_namespaced_lease(
-                self.cfg.namespace, body, _request_timeout=self.cfg.retry_period))
-        spec = lease.spec
-        record = (spec.holder_identity, spec.renew_time, spec.lease_duration_seconds)
-        if record != self._observed[0]:
-            self._observed = (record, time.monotonic())
-        mine = spec.holder_identity == self.cfg.identity
-        duration = spec.lease_duration_seconds or self.cfg.lease_duration
-        expired = time.monotonic() - self._observed[1] >= duration
-        if not mine and spec.holder_identity and not expired:
-            self._renewed = None  # someone else holds it: we are not the leader, now
-            return False
-        body = {"metadata": {"name": self.cfg.name, "namespace": self.cfg.namespace,
-                             "resourceVersion": lease.metadata.resource_version},
-                "spec": self._spec(lease)}
-        return self._write(lambda: self.api.replace_namespaced_lease(
-            self.cfg.name, self.cfg.namespace, body, _request_timeout=self.cfg.retry_period))
-
-    def _write(self, call: Callable[[], Any]) -> bool:
-        self.before_call()
-        try:
-            call()
-            return True
-        except ApiException as exc:
-            if exc.status == 409:  # another candidate wrote first
-                return False
-            raise
-
     def release(self) -> None:
         """Hand the Lease back (empty holder, 1 s duration) so a standby takes over at once."""
         try:
-            lease = self.api.read_namespaced_lease(self.cfg.name, self.cfg.namespace,
-                                                   _request_timeout=2)
+            lease = self.api.read_namespaced_lease(self.cfg.name, self.cfg.namespace)
             if lease.spec.holder_identity != self.cfg.identity:
                 return
             body = {"metadata": {"name": self.cfg.name, "namespace": self.cfg.namespace,
                                  "resourceVersion": lease.metadata.resource_version},
                     "spec": {"holderIdentity": "", "leaseDurationSeconds": 1,
-                             "renewTime": _micro_time(),
+                             "renewTime": datetime.now(UTC).strftime(
+                                 "%Y-%m-%dT%H:%M:%S.%fZ"),
                              "leaseTransitions": lease.spec.lease_transitions or 0}}
-            self.api.replace_namespaced_lease(self.cfg.name, self.cfg.namespace, body,
-                                              _request_timeout=2)
+            self.api.replace_namespaced_lease(self.cfg.name, self.cfg.namespace, body)
             log.info("lease released", extra={"identity": self.cfg.identity})
         except Exception as exc:
             log.warning("lease not released", extra={"error": type(exc).__name__})

@@ -10,7 +10,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-NAMES = ("accept", "dispatch", "settle", "replay", "purge")
+NAMES = ("accept", "dispatch", "settle", "replay", "purge", "resolve", "dlpage", "dlcount")
 
 
 @cache

@@ -12,7 +12,8 @@
 -- KEYS[8] hookfan:dead      zset, dead-lettered delivery id -> ms
 -- KEYS[9] hookfan:dl        hash, dead-lettered delivery id -> JSON of its record
 -- KEYS[10] hookfan.deliveries  the Celery queue (read only: are other tasks waiting?)
--- KEYS[10 + j]              hookfan:req:<id> of the j-th outcome of kind 'd'
+-- KEYS[11] hookfan:dlcount  hash, '<route> <url>' -> dead letters of that pair
+-- KEYS[11 + j]              hookfan:req:<id> of the j-th outcome of kind 'd'
 --
 -- ARGV[1] url, ARGV[2] task token, ARGV[3] slots the token held (released here),
 -- ARGV[4] copies wanted (0: the task ends), ARGV[5] senders wanted, ARGV[6] cap (0: none),
@@ -20,14 +21,16 @@
 -- ARGV[11] max retry delay ms, ARGV[12] jitter seed, ARGV[13] '1' to linger (keep the ownership
 -- when nothing is due, for a task that waits a moment for new copies), ARGV[14] m outcomes,
 -- then per outcome:
--- delivery id, generation, kind, delay ms, reason. Kinds: 'd' delivered, 'r' retry after the
--- delay, 'x' dead letter, 'u' never sent (the task ran out of its send window: no attempt).
+-- delivery id, generation, kind, delay ms, reason, body bytes (-1: unknown). Kinds: 'd'
+-- delivered, 'r' retry after the delay, 'x' dead letter, 'u' never sent (the task ran out of its
+-- send window: no attempt). A dead letter keeps its body size, so listing never reads a body.
 --
 -- An outcome counts only if the copy is in flight with that generation (its attempt token);
 -- any other is stale and changes nothing. A lease that ran out is a failed attempt
--- ('LeaseExpired'). A copy past the max retry age is dead-lettered when claimed or when its
--- next due time would pass it ('MaxRetryAgeExceeded' when claimed). At most cap senders hold
--- slots at once; the in-flight set holds the claimed copies.
+-- ('LeaseExpired', its delay drawn as policy.retry_delay draws it). A copy past the max retry
+-- age is dead-lettered when claimed or when its next due time would pass it
+-- ('MaxRetryAgeExceeded' when claimed). At most cap senders hold slots at once; the in-flight
+-- set holds the claimed copies. Every dead letter is counted in KEYS[11].
 --
 -- Returns {senders granted, due copies left, stale outcomes, Celery queue length, ended 0/1,
 --          dead-lettered ids (table), then per claimed copy: id, generation, attempt, t0, route}.
@@ -38,25 +41,48 @@ local want, share, cap = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local lease, hold, max_age = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local min_delay, max_delay, seed = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
 local delivered, errors, buried = {}, {}, {}
+local TRACE_MS = 5000  -- see the 'd' marker below; longer than the intake's look can take
+
+-- Commands over many members take them in chunks: Lua's unpack has a limit, and one call for
+-- a batch costs far less than a call per copy.
+local CHUNK = 1000
+local function each(cmd, key, items, width)
+  local step = CHUNK * width
+  for s = 1, #items, step do
+    redis.call(cmd, key, unpack(items, s, math.min(s + step - 1, #items)))
+  end
+end
+local function fetch(cmd, key, ids)
+  local out = {}
+  for s = 1, #ids, CHUNK do
+    local got = redis.call(cmd, key, unpack(ids, s, math.min(s + CHUNK - 1, #ids)))
+    for j = 1, #ids - s + 1 do
+      if j > CHUNK then break end
+      out[s + j - 1] = got[j]
+    end
+  end
+  return out
+end
 
 local function parse(v)
   local g, a, t0, route = string.match(v, '^(%d+) (%d+) (%d+) (.*)$')
   return tonumber(g), tonumber(a), tonumber(t0), route
 end
 
-local function bury(did, g, a, t0, route, reason)
+local function bury(did, g, a, t0, route, reason, size)
   redis.call('HDEL', KEYS[3], did)
   redis.call('ZREM', KEYS[1], did)
   redis.call('ZADD', KEYS[8], now, did)
-  redis.call('HSET', KEYS[9], did, cjson.encode({url, route, g, a, t0, reason}))
+  redis.call('HSET', KEYS[9], did, cjson.encode({url, route, g, a, t0, reason, size or -1}))
+  redis.call('HINCRBY', KEYS[11], route .. ' ' .. url, 1)
   errors[route] = reason
   table.insert(buried, did)
 end
 
-local function retry(did, g, a, t0, route, delay, reason)
+local function retry(did, g, a, t0, route, delay, reason, size)
   local due = now + delay
   if due - t0 > max_age then
-    bury(did, g, a, t0, route, reason)
+    bury(did, g, a, t0, route, reason, size)
   else
     redis.call('ZADD', KEYS[1], due, did)
     errors[route] = reason
@@ -64,34 +90,49 @@ local function retry(did, g, a, t0, route, delay, reason)
 end
 
 -- 1. the outcomes of the batch this token sent
-local stale, reqkey = 0, 10
+local stale, reqkey = 0, 11
+local m = tonumber(ARGV[14])
+local dids = {}
+for k = 1, m do dids[k] = ARGV[15 + 6 * (k - 1)] end
+local vals = fetch('HMGET', KEYS[3], dids)
+local leased = fetch('ZMSCORE', KEYS[2], dids)
+local settled, done = {}, {}
 local i = 15
-for _ = 1, tonumber(ARGV[14]) do
+for k = 1, m do
   local did, gen, kind = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
-  local delay, reason = tonumber(ARGV[i + 3]), ARGV[i + 4]
-  i = i + 5
+  local delay, reason, size = tonumber(ARGV[i + 3]), ARGV[i + 4], tonumber(ARGV[i + 5])
+  i = i + 6
   if kind == 'd' then reqkey = reqkey + 1 end
-  local v = redis.call('HGET', KEYS[3], did)
+  local v = vals[k]
   local g, a, t0, route
   if v then g, a, t0, route = parse(v) end
-  if not v or g ~= gen or not redis.call('ZSCORE', KEYS[2], did) then
+  if not v or g ~= gen or not leased[k] then
     stale = stale + 1
   else
-    redis.call('ZREM', KEYS[2], did)
+    table.insert(settled, did)
     if kind == 'd' then
-      redis.call('HDEL', KEYS[3], did)
-      if redis.call('HINCRBY', KEYS[reqkey], 'n', -1) <= 0 then redis.call('DEL', KEYS[reqkey]) end
+      table.insert(done, did)
+      if redis.call('HINCRBY', KEYS[reqkey], 'n', -1) <= 0 then
+        -- The request's last copy: delete it, but for the first seconds after acceptance leave
+        -- a marker in its place, so the intake's look after a lost reply (resolve.lua) still
+        -- finds it stored.
+        local left = TRACE_MS - (now - t0)
+        if left > 0 then redis.call('SET', KEYS[reqkey], 'd', 'PX', left)
+        else redis.call('DEL', KEYS[reqkey]) end
+      end
       delivered[route] = (delivered[route] or 0) + 1
     elseif kind == 'u' then
       redis.call('HSET', KEYS[3], did, g .. ' ' .. (a - 1) .. ' ' .. t0 .. ' ' .. route)
       redis.call('ZADD', KEYS[1], now, did)
     elseif kind == 'r' then
-      retry(did, g, a, t0, route, delay, reason)
+      retry(did, g, a, t0, route, delay, reason, size)
     else
-      bury(did, g, a, t0, route, reason)
+      bury(did, g, a, t0, route, reason, size)
     end
   end
 end
+each('ZREM', KEYS[2], settled, 1)
+each('HDEL', KEYS[3], done, 1)
 for k = 1, tonumber(ARGV[3]) do redis.call('ZREM', KEYS[4], token .. ':' .. k) end
 
 -- 2. leases that ran out: their attempts never reported back
@@ -103,8 +144,8 @@ for _, did in ipairs(expired) do
     local g, a, t0, route = parse(v)
     seed = (seed * 1103515245 + 12345) % 2147483648
     local base = math.min(min_delay * 2 ^ math.min(math.max(a - 1, 0), 40), max_delay)
-    retry(did, g, a, t0, route, math.floor(base * (0.8 + 0.4 * seed / 2147483648)),
-          'LeaseExpired')
+    local lo, hi = math.max(min_delay, base / 2), math.min(max_delay, base * 1.5)
+    retry(did, g, a, t0, route, math.floor(lo + (hi - lo) * seed / 2147483648), 'LeaseExpired')
   end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
@@ -118,23 +159,30 @@ if want > 0 then
   if cap > 0 then granted = math.min(share, cap - redis.call('ZCARD', KEYS[4])) end
   if granted > 0 then
     local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, want)
-    for _, did in ipairs(ids) do
-      local v = redis.call('HGET', KEYS[3], did)
+    local states = fetch('HMGET', KEYS[3], ids)
+    local taken, updates, leases = {}, {}, {}
+    for j, did in ipairs(ids) do
+      local v = states[j]
       if not v then
-        redis.call('ZREM', KEYS[1], did)
+        table.insert(taken, did)
       else
         local g, a, t0, route = parse(v)
         if now - t0 > max_age then
           bury(did, g, a, t0, route, 'MaxRetryAgeExceeded')
         else
           g, a = g + 1, a + 1
-          redis.call('HSET', KEYS[3], did, g .. ' ' .. a .. ' ' .. t0 .. ' ' .. route)
-          redis.call('ZREM', KEYS[1], did)
-          redis.call('ZADD', KEYS[2], now + lease, did)
+          table.insert(taken, did)
+          for _, x in ipairs({did, g .. ' ' .. a .. ' ' .. t0 .. ' ' .. route}) do
+            table.insert(updates, x)
+          end
+          for _, x in ipairs({now + lease, did}) do table.insert(leases, x) end
           for _, x in ipairs({did, g, a, t0, route}) do table.insert(claimed, x) end
         end
       end
     end
+    each('ZREM', KEYS[1], taken, 1)
+    each('HSET', KEYS[3], updates, 2)
+    each('ZADD', KEYS[2], leases, 2)
     granted = math.min(granted, #claimed / 5)  -- no slot for a copy it does not have
     for k = 1, granted do redis.call('ZADD', KEYS[4], now + lease, token .. ':' .. k) end
   end

@@ -13,6 +13,7 @@ import ssl
 import threading
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from celery import Celery, bootsteps, signals
@@ -23,8 +24,10 @@ from hookfan.health import check_can_listen
 from hookfan.schedule import Schedule
 from hookfan.store import connect
 
+from . import broker
 from .dispatcher import Dispatcher
 from .observe import ServingStep, keep_hookfan_logging, observer
+from .retention import RetentionStep
 from .tasks import Courier
 
 log = logging.getLogger(__name__)
@@ -41,12 +44,42 @@ def broker_ssl(settings: Settings) -> dict[str, Any] | None:
     return {"ssl_cert_reqs": ssl.CERT_REQUIRED, **options}
 
 
+def broker_url(settings: Settings) -> str:
+    """kombu's broker URL: ``--redis-url`` (its password file filled in); with Sentinel, one
+    ``sentinel://`` URL per Sentinel (kombu's Sentinel transport asks them where the primary
+    named in :func:`broker_transport_options` is), each with the URL's password and database.
+    Holds the password: never print it."""
+    url = settings.redis.client_url()
+    if not settings.redis.sentinel:
+        return url
+    parts = urlsplit(url)
+    auth = parts.netloc.rpartition("@")[0]
+    return ";".join(
+        f"sentinel://{auth + '@' if auth else ''}{f'[{h}]' if ':' in h else h}:{p}{parts.path}"
+        for h, p in settings.redis.sentinel)
+
+
+def broker_transport_options(settings: Settings) -> dict[str, Any]:
+    """kombu's transport options: with Sentinel, the primary's name."""
+    if not settings.redis.sentinel:
+        return {}
+    return {"master_name": settings.redis.sentinel_master}
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Broker settings shared by the worker, Flower and tests."""
     return {
-        "broker_url": settings.redis.client_url(),
+        "broker_url": broker_url(settings),
+        "broker_transport_options": broker_transport_options(settings),
         "broker_use_ssl": broker_ssl(settings),
         "broker_connection_retry_on_startup": True,
+        # Redis at its maxmemory refuses every write that may grow memory, kombu's
+        # bookkeeping of a received message included (an OutOfMemoryError, a "channel
+        # error"): the consumer restarts instead of the worker exiting, and waits for memory
+        # before it connects again (hookfan.worker.broker). A wake-up lost that way costs
+        # nothing: the ready queues are the schedule.
+        "broker_channel_error_retry": True,
+        "worker_consumer": broker.NAME,
         "task_default_queue": keys.QUEUE,
         # A message is a wake-up, not state: acked after its task, given back if the pool
         # child dies, and a lost or repeated one costs nothing.
@@ -72,6 +105,7 @@ def install(app: Celery, settings: Settings) -> Any:
     holder: dict[str, Courier] = {}
     stopping = multiprocessing.get_context("fork").Event()
     app.hookfan_stopping = stopping
+    app.hookfan_waiting_for_memory = threading.Event()  # set by broker.MemoryAwareConsumer
 
     def courier() -> Courier:
         if "c" not in holder:
@@ -208,6 +242,7 @@ def make_celery(settings: Settings) -> Celery:
     install(app, settings)
     app.steps["worker"].add(DispatcherStep)
     app.steps["worker"].add(ShutdownStep)
+    app.steps["worker"].add(RetentionStep)
     app.steps["worker"].add(ServingStep)
     return app
 

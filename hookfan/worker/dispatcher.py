@@ -22,6 +22,7 @@ import redis
 
 from hookfan import forkgate, keys
 from hookfan.schedule import Schedule
+from hookfan.store import is_oom
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,13 @@ class Dispatcher:
                                 type(exc).__name__)
                     _close(pubsub)
                     pubsub = None
+                    self._stop.wait(1.0)
+                except Exception as exc:
+                    if not is_oom(exc):
+                        raise
+                    # Redis refuses writes that grow memory: publishing waits; deliveries
+                    # already running go on and free memory.
+                    log.warning("dispatcher: Redis is full (maxmemory), retrying")
                     self._stop.wait(1.0)
         except Exception as exc:  # a broken invariant: let the supervisor restart the worker
             log.error("dispatcher: stopped by %s: %s; the worker stops",

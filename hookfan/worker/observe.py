@@ -18,6 +18,7 @@ from celery import bootsteps, signals
 
 from hookfan import metrics
 from hookfan.config import Settings
+from hookfan.durability import DurabilityCheck
 from hookfan.health import HealthServer, RedisCheck, all_of
 from hookfan.store import connect
 
@@ -59,7 +60,9 @@ def _mark_child_dead(pid: int | None = None, **_: Any) -> None:
 
 class ServingStep(bootsteps.StartStopStep):  # type: ignore[misc]
     """Serves metrics (``--metrics-addr``) and health (``--health-addr``) from the worker's
-    main process. Ready once the consumer started and while the broker (Redis) answers."""
+    main process. Ready once the consumer started, while the broker (Redis) answers, while
+    the consumer is not waiting for a full Redis to free memory, and while Redis's
+    durability settings hold (or ``--allow-unsafe-redis``)."""
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         self.settings: Settings = worker.app.hookfan_settings
@@ -70,14 +73,20 @@ class ServingStep(bootsteps.StartStopStep):  # type: ignore[misc]
     def start(self, worker: Any) -> None:
         s = self.settings
         signals.worker_ready.connect(self._ready, weak=False)
+        durability = DurabilityCheck(connect(s.redis, timeout=1.0), s.redis.allow_unsafe,
+                                     "worker").start()
+        self._stops.append(durability.stop)
         if s.metrics_addr is not None:
             self._stops.append(metrics.serve(s.metrics_addr, metrics.multiproc_registry()))
             signals.worker_process_shutdown.connect(_mark_child_dead, weak=False)
         if s.health_addr is not None:
             broker = RedisCheck(connect(s.redis, timeout=1.0))
             dispatching = worker.app.hookfan_dispatching
+            waiting = worker.app.hookfan_waiting_for_memory
             server = HealthServer(s.health_addr,
-                                  all_of(self.consuming.is_set, dispatching, broker)).start()
+                                  all_of(self.consuming.is_set, dispatching, broker,
+                                         lambda: not waiting.is_set(),
+                                         lambda: not durability.refusing)).start()
             self._stops.append(server.stop)
 
     def _ready(self, **_: Any) -> None:

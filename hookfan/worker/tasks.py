@@ -34,8 +34,10 @@ MARGIN = 1.0
 """Seconds kept between the last attempt's deadline and the end of its lease."""
 SLOW = 0.005
 """An attempt slower than this (seconds) makes the rest of its batch go out concurrently."""
-MIN_CYCLE = 0.01
-"""Shortest time between two claims of one task unless the last one was half full."""
+MIN_CYCLE = 0.025
+"""Shortest time between two claims of one task unless the last one was half full: under a
+steady load a copy waits at most this long for its batch, and batches get fuller (worker CPU
+per copy at 500 req/s offered, median of 3 runs: 382 us at 10 ms, 337 us at 25 ms)."""
 LINGER = 0.25
 """How long a task keeps its backend with nothing due before handing it back: new copies
 meanwhile cost no wake-up, no Celery message and no task start."""
@@ -65,14 +67,15 @@ Observer = Callable[[Attempt, str], None]
 
 
 def origin_form(uri: str) -> str:
-    """The request target to send: absolute-form (``http://h/p``) reduced to ``/p``."""
-    if uri.startswith("/"):
+    """The request target to send: absolute-form (``http://h/p``) reduced to ``/p``; the
+    asterisk-form of ``OPTIONS *`` as it came."""
+    if uri.startswith("/") or uri == "*":
         return uri
     scheme, sep, rest = uri.partition("://")
     if sep and scheme.isalpha():
         slash = rest.find("/")
         return rest[slash:] if slash >= 0 else "/"
-    return "/" + uri if uri != "*" else "/"
+    return "/" + uri
 
 
 class Courier:
@@ -234,11 +237,12 @@ def result(att: Attempt, s: DeliverySettings) -> Result:
     kind = att.outcome.kind
     if kind == "delivered":
         return Result(att.copy, "d")
+    size = len(att.request.body) if att.request is not None else -1
     if kind == "retry":
         delay = retry_delay(att.copy.attempt, s.min_retry_delay, s.max_retry_delay,
                             att.retry_after)
-        return Result(att.copy, "r", delay, att.outcome.reason)
-    return Result(att.copy, "x", 0.0, att.outcome.reason)
+        return Result(att.copy, "r", delay, att.outcome.reason, size)
+    return Result(att.copy, "x", 0.0, att.outcome.reason, size)
 
 
 def span_attrs(copy: Claimed, url: str) -> dict[str, str | int]:

@@ -4,6 +4,7 @@ what every backend received against what the senders were promised (202)."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import socket
@@ -74,7 +75,7 @@ class Sender:
         for _ in range(5 if self.retry_cut else 1):
             try:
                 status = raw_send(self.url, self.host, body, timeout=20).status_code
-            except OSError:
+            except (OSError, http.client.HTTPException):  # cut mid-answer (head, no body)
                 with self._lock:
                     self.cut += 1
                 time.sleep(0.1)  # a provider backs off before sending again

@@ -4,6 +4,7 @@ import redis
 
 from tests.stackfixtures import send
 from tests.support.backends import sequence
+from tests.support.ledger import request_stored
 from tests.support.procs import wait_until
 
 
@@ -21,11 +22,11 @@ def test_no_body_left_after_deliveries_except_dead_letters(stack, routed, make_b
     def dead_requests() -> set[str]:
         return {d.decode().rsplit("-", 1)[0] for d in r.zrange("hookfan:dead", 0, -1)}
     wait_until(lambda: kept <= dead_requests(), what="dead letters recorded")
-    wait_until(lambda: not any(r.exists(f"hookfan:req:{rid}") for rid in gone),
+    wait_until(lambda: not any(request_stored(r, rid) for rid in gone),
                what="bodies of delivered requests deleted")
     wait_until(lambda: all(r.hget(f"hookfan:req:{rid}", "n") == b"1" for rid in kept),
                what="delivered copies released their reference")
     for rid in kept:
-        assert r.exists(f"hookfan:req:{rid}")
-    stored = {k.decode().rsplit(":", 1)[1] for k in r.scan_iter("hookfan:req:*")}
+        assert request_stored(r, rid)
+    stored = {k.decode().rsplit(":", 1)[1] for k in r.scan_iter("hookfan:req:*", _type="hash")}
     assert stored <= dead_requests()

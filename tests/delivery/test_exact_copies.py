@@ -40,6 +40,14 @@ def test_method_path_and_query_are_unchanged(stack, routed, make_backend, method
         assert (got.method, got.path, got.body) == (method, path, body)
 
 
+def test_options_asterisk_is_forwarded_as_options_asterisk(stack, routed, make_backend):
+    a = make_backend()
+    routed("asterisk.example.com", [a])
+    assert send(stack, "asterisk.example.com", b"", method="OPTIONS", path="*").status_code == 202
+    (got,) = a.wait_for(1)
+    assert (got.method, got.path) == ("OPTIONS", "*")
+
+
 def test_headers_arrive_with_repeats_in_order(stack, routed, make_backend):
     a, b = make_backend(), make_backend()
     host = "headers.example.com"

@@ -9,6 +9,7 @@ import sys
 import time
 
 from hookfan import keys
+from hookfan.envelope import StoredRequest
 from hookfan.store import Store, connect
 from tests.stackfixtures import send
 from tests.support.backends import RecordingBackend, sequence
@@ -55,8 +56,8 @@ def stack_attempts(stack, host: str) -> int:
     total = 0
     for url in store.backend_urls():
         for copy in store.pending(url):
-            if store.r.hget(keys.request(keys.request_id_of(copy.delivery_id)),
-                            "host") == host.encode():
+            fields = store.r.hgetall(keys.request(keys.request_id_of(copy.delivery_id)))
+            if fields and StoredRequest.from_fields(fields).host == host:
                 total += copy.attempts
     store.r.close()
     return total

@@ -229,9 +229,9 @@ def test_app_sigterm_finishes_the_request_in_flight_and_takes_no_new_one(
         # backlog is in flight nowhere, and both workers would rightly exit at once.
         wait_until(lambda: pids_hold_port(app.children(), stack.port, client_port), 10,
                    "a gunicorn worker reading the request")
-        # The other worker has booted: it answers while the first is busy. (A gunicorn worker
-        # still loading the app when SIGTERM comes misses the signal and stays until the
-        # master kills it: IntakeWorker loads the app before gunicorn installs its handlers.)
+        # The app answers others while a request is in flight. (A gunicorn worker still
+        # loading the app when SIGTERM comes exits once it has loaded: IntakeWorker loads it
+        # after gunicorn installed the worker's signal handlers.)
         assert send(stack, "sd-app.example.com", b'{"probe": 1}').status_code == 202
         os.kill(app.pid, signal.SIGTERM)
         # The idle worker exits at once; the busy one stays until its request is answered.

@@ -16,6 +16,10 @@ CHART = ROOT / "helm" / "hookfan"
 RELEASE = "hookfan"
 NAMESPACE = "hookfan"
 
+SENTINEL: dict[str, Any] = {
+    "enabled": True, "masterName": "mymaster",
+    "hosts": [f"redis-node-{i}.redis-headless.redis.svc:26379" for i in range(3)]}
+
 # The variants the acceptance criteria name, plus the optional extras switched on.
 SCENARIOS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -31,6 +35,16 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "tls": {"enabled": True, "existingSecret": "redis-ca", "caKey": "bundle.pem",
                 "certKey": "", "keyKey": ""}}}},
     "builtin-redis-with-password": {"redis": {"auth": {"existingSecret": "redis-creds"}}},
+    # An existing Sentinel deployment (bitnami/redis with sentinel.enabled=true), 202 after one
+    # replica acknowledges; and the same over TLS to the primary, database 2.
+    "sentinel": {"redis": {"sentinel": SENTINEL, "auth": {"existingSecret": "redis-creds"}},
+                 "app": {"minReplicasAck": 1, "replicaAckTimeout": "750ms"}},
+    "sentinel-tls": {"redis": {"sentinel": SENTINEL,
+                               "external": {"url": "rediss://ignored.example.internal:6380/2",
+                                            "tls": {"enabled": True,
+                                                    "existingSecret": "redis-tls"}},
+                               "auth": {"existingSecret": "redis-creds"}},
+                     "app": {"minReplicasAck": 1}},
     "flower-off": {"flower": {"enabled": False}},
     "flower-existing-secret": {"flower": {"basicAuth": {"existingSecret": "flower-creds"}}},
     "namespaced": {"watchAllNamespaces": False},
@@ -45,6 +59,36 @@ SCENARIOS: dict[str, dict[str, Any]] = {
                                   "grafanaDashboard": {"enabled": True}}},
     "no-persistence": {"redis": {"persistence": {"enabled": False},
                                  "metrics": {"enabled": False}}},
+    "extras": {"podLabels": {"team": "payments"},
+               "image": {"digest": "sha256:" + "1" * 64},
+               "delivery": {"backendConcurrency": 16},
+               "redis": {"podLabels": {"tier": "data"}, "priorityClassName": "critical",
+                         "persistence": {"existingClaim": "restored-aof"},
+                         "securityContext": {"runAsNonRoot": True,
+                                             "allowPrivilegeEscalation": False}},
+               **{c: {"podLabels": {"tier": c}, "priorityClassName": "high",
+                      "topologySpreadConstraints": [
+                          {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                           "whenUnsatisfiable": "ScheduleAnyway"}],
+                      "extraArgs": ["--log-level=debug"],
+                      "extraVolumes": [{"name": "ca", "configMap": {"name": "corp-ca"}}],
+                      "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/corp-ca"}],
+                      "envFrom": [{"configMapRef": {"name": "hookfan-settings"}}],
+                      "securityContext": {"runAsNonRoot": True, "readOnlyRootFilesystem": False,
+                                          "allowPrivilegeEscalation": False},
+                      "podSecurityContext": {"runAsNonRoot": True, "runAsUser": 20000}}
+                  for c in ("app", "worker", "operator", "flower")}},
+    "hard-anti-affinity": {c: {"podAntiAffinityPreset": "hard"}
+                           for c in ("app", "worker", "operator")},
+    "keda": {"worker": {"keda": {"enabled": True,
+                                 "serverAddress": "http://prometheus.monitoring:9090"}}},
+    "flower-oauth": {"flower": {"oauth": {"provider": "github",
+                                          "allowedEmails": r".*@example\.com",
+                                          "redirectUri": "https://flower.example.com/login",
+                                          "existingSecret": "flower-oauth"},
+                                "networkPolicy": {"from": [{"namespaceSelector": {
+                                    "matchLabels": {
+                                        "kubernetes.io/metadata.name": "ingress-nginx"}}}]}}},
 }
 
 

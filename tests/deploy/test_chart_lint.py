@@ -44,11 +44,13 @@ def test_chart_is_api_v2_with_schema_and_docs() -> None:
 @pytest.mark.parametrize("values", [
     {"unknownKey": True},
     {"redis": {"appendfsync": "no"}},
+    {"redis": {"appendfsync": "everysec"}},
     {"redis": {"external": {"url": "redis://user:hunter2@redis:6379/0"}}},
     {"delivery": {"minRetryDelay": "soon"}},
     {"logLevel": "verbose"},
     {"app": {"workers": 0}},
-], ids=["unknown-key", "no-fsync", "password-in-url", "bad-duration", "bad-level", "no-workers"])
+], ids=["unknown-key", "no-fsync", "everysec", "password-in-url", "bad-duration", "bad-level",
+        "no-workers"])
 def test_schema_rejects_bad_values(values: dict[str, Any]) -> None:
     with pytest.raises(helm_python.HelmValuesError):
         chart().validate_schema(values)

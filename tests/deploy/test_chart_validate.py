@@ -3,8 +3,9 @@
 kubernetes-validate bundles OpenAPI schemas for a range of Kubernetes versions; we validate in
 strict mode (unknown fields are errors) against the oldest bundled version that satisfies the
 chart's ``kubeVersion`` and the newest bundled version. PodMonitor and PrometheusRule are custom
-resources of the Prometheus Operator, for which kubernetes-validate has no schema: those two kinds,
-and only those, are skipped here (their content is checked in test_monitoring.py).
+resources of the Prometheus Operator, and ScaledObject one of KEDA, for which kubernetes-validate
+has no schema: those kinds, and only those, are skipped here (their content is checked in
+test_monitoring.py and test_chart_values.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from kubernetes_validate.utils import all_versions, major_minor
 
 from .chart import crds, kube_version_floor
 
-SKIPPED_KINDS = {"PodMonitor", "PrometheusRule"}
+SKIPPED_KINDS = {"PodMonitor", "PrometheusRule", "ScaledObject"}
 
 
 def _claimed_versions() -> list[str]:

@@ -63,12 +63,13 @@ def test_multiprocess_metrics_dir_is_an_empty_dir_wiped_at_start(
     mount = next(m for m in c["volumeMounts"] if m["mountPath"] == path)
     vol = next(v for v in w["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
     assert vol == {"name": mount["name"], "emptyDir": {}}
-    # An emptyDir outlives a container restart, so the container itself empties it, then execs.
-    script = c["command"][2]
-    assert c["command"][:2] == ["/bin/sh", "-c"]
+    # An emptyDir outlives a container restart, so the container itself empties it, then execs,
+    # under tini as PID 1 (a command replaces the image's entrypoint, tini included).
+    assert c["command"][:4] == ["/usr/bin/tini", "--", "/bin/sh", "-c"]
+    script = c["command"][4]
     assert re.search(r'find "\$PROMETHEUS_MULTIPROC_DIR" -mindepth 1 -delete && exec hookfan "\$@"',
                      script)
-    assert c["command"][3] == "hookfan"  # $0; args follow as "$@"
+    assert c["command"][5] == "hookfan"  # $0; args follow as "$@"
 
 
 @pytest.mark.parametrize("name", HOOKFAN)
@@ -86,7 +87,7 @@ def test_app_runs_gunicorn_workers_behind_the_intake_service(
         defaults: list[dict[str, Any]]) -> None:
     c = hookfan_container(defaults, "hookfan-app")
     assert c["args"][0] == "app"
-    assert flag(c, "workers") == "4" and flag(c, "http-addr") == ":8080"
+    assert flag(c, "workers") == "2" and flag(c, "http-addr") == ":8080"
     svc = one(defaults, "Service", "hookfan")
     assert svc["spec"]["ports"][0]["targetPort"] == "http"
     assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "app"
@@ -124,7 +125,9 @@ def test_redis_is_durable_by_default(defaults: list[dict[str, Any]]) -> None:
     assert lines["maxmemory-policy"] == "noeviction"
     sts = one(defaults, "StatefulSet", "hookfan-redis")
     (redis_c, _) = containers(sts)
-    assert redis_c["args"] == ["/etc/redis/redis.conf"]
+    (start,) = redis_c["args"]
+    assert start == ('exec redis-server /etc/redis/redis.conf '
+                     '--requirepass "$(cat /etc/hookfan/redis/password)"')
     assert {"name": "data", "mountPath": "/data"} in redis_c["volumeMounts"]
     (claim,) = sts["spec"]["volumeClaimTemplates"]
     assert claim["metadata"]["name"] == "data"
@@ -135,16 +138,16 @@ def test_redis_is_durable_by_default(defaults: list[dict[str, Any]]) -> None:
         assert env["HOOKFAN_REDIS_URL"] == "redis://hookfan-redis:6379/0"
 
 
-def test_everysec_is_a_choice_but_eviction_never_is() -> None:
-    conf = one(render({"redis": {"appendfsync": "everysec"}}), "ConfigMap",
-               "hookfan-redis")["data"]["redis.conf"]
-    assert "appendfsync everysec" in conf and "maxmemory-policy noeviction" in conf
+def test_eviction_is_never_configured() -> None:
+    conf = one(render({}), "ConfigMap", "hookfan-redis")["data"]["redis.conf"]
+    assert "maxmemory-policy noeviction" in conf
 
 
 def test_external_redis_replaces_the_builtin_one(
         rendered: dict[str, list[dict[str, Any]]]) -> None:
     docs = rendered["external-redis"]
-    assert find(docs, "StatefulSet") == [] and find(docs, "NetworkPolicy") == []
+    assert find(docs, "StatefulSet") == [] and find(docs, "NetworkPolicy", "hookfan-redis") == []
+    assert find(docs, "Secret", "hookfan-redis-auth") == []
     for name in HOOKFAN:
         c = hookfan_container(docs, name)
         env = {e["name"]: e for e in c["env"]}
@@ -162,7 +165,7 @@ def _all_env(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("scenario", ["defaults", "external-redis", "builtin-redis-with-password",
-                                      "flower-existing-secret", "external-redis-tls"])
+                                      "flower-existing-secret", "external-redis-tls", "sentinel"])
 def test_no_secret_value_in_plain_text_in_a_workload(
         rendered: dict[str, list[dict[str, Any]]], scenario: str) -> None:
     docs = rendered[scenario]
@@ -180,16 +183,17 @@ def test_no_secret_value_in_plain_text_in_a_workload(
     for secret in find(docs, "Secret"):
         for value in secret.get("data", {}).values():
             plain = base64.b64decode(value).decode()
-            assert plain not in text and plain.split(":", 1)[1] not in text
+            assert plain not in text and plain.split(":", 1)[-1] not in text
 
 
 def test_flower_is_optional_authenticated_and_cluster_internal(
         rendered: dict[str, list[dict[str, Any]]]) -> None:
     assert not [d for d in rendered["flower-off"] if "flower" in d["metadata"]["name"]]
     docs = rendered["flower-existing-secret"]
-    assert find(docs, "Secret") == []
+    assert find(docs, "Secret", "hookfan-flower-auth") == []
     (c,) = containers(one(docs, "Deployment", "hookfan-flower"))
-    assert c["command"] == ["celery"] and c["args"][:3] == ["-b", "$(REDIS_URL)", "flower"]
+    assert c["command"] == ["/usr/bin/tini", "--", "celery"]
+    assert c["args"][:3] == ["-b", "$(REDIS_URL)", "flower"]
     env = {e["name"]: e for e in c["env"]}
     assert env["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"] == {
         "name": "flower-creds", "key": "auth"}
@@ -252,7 +256,8 @@ def test_metrics_service_selects_only_pods_with_a_metrics_port(
 
 
 @pytest.mark.parametrize("scenario", ["defaults", "external-redis", "namespaced",
-                                      "external-redis-tls", "external-redis-tls-ca-only"])
+                                      "external-redis-tls", "external-redis-tls-ca-only",
+                                      "sentinel", "sentinel-tls"])
 @pytest.mark.parametrize("name", HOOKFAN)
 def test_the_cli_accepts_every_flag_and_variable_the_chart_passes(
         rendered: dict[str, list[dict[str, Any]]], scenario: str, name: str,
@@ -260,11 +265,6 @@ def test_the_cli_accepts_every_flag_and_variable_the_chart_passes(
     from hookfan import cli, config
 
     c = hookfan_container(rendered[scenario], name)
-    try:
-        args = cli.parser().parse_args(c["args"])
-    except SystemExit:
-        pytest.fail(f"hookfan rejects the chart's args for {name}: {c['args']}")
-    flags, _, _ = cli.COMMANDS[args.command]
     env = {e["name"]: e["value"] for e in c["env"] if e["name"].startswith("HOOKFAN_")}
     # The mounted files exist only in the pod: recreate each under tmp_path (the CLI refuses a
     # missing file), keeping the path's shape, so the variables themselves are what is checked.
@@ -274,7 +274,10 @@ def test_the_cli_accepts_every_flag_and_variable_the_chart_passes(
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_text("x\n")
         pod_files[var], env[var] = env[var], str(local)
-    settings = config.build(flags, vars(args), environ=env)
+    try:
+        settings = cli.resolve(c["args"], env).settings
+    except config.SettingsError as exc:
+        pytest.fail(f"hookfan rejects the chart's args for {name}: {c['args']}: {exc}")
     assert settings.health_addr == ("0.0.0.0", 9557)
     assert settings.metrics_addr == ("0.0.0.0", 9556)
     files = {"HOOKFAN_REDIS_PASSWORD_FILE": settings.redis.password_file,
@@ -283,5 +286,11 @@ def test_the_cli_accepts_every_flag_and_variable_the_chart_passes(
              "HOOKFAN_REDIS_TLS_KEY_FILE": settings.redis.tls_key_file}
     assert {var: path for var, path in files.items() if path} == {
         var: str(tmp_path / pod.lstrip("/")) for var, pod in pod_files.items()}
-    if scenario.startswith("external-redis-tls"):
+    if scenario.startswith(("external-redis-tls", "sentinel-tls")):
         assert settings.redis.tls and settings.redis.ssl_options()
+    if scenario.startswith("sentinel"):
+        assert settings.redis.sentinel_master == "mymaster"
+        assert [h for h, _ in settings.redis.sentinel] == [
+            f"redis-node-{i}.redis-headless.redis.svc" for i in range(3)]
+    if scenario.startswith("sentinel") and name == "hookfan-app":
+        assert settings.intake.min_replicas_ack == 1

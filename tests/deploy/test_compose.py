@@ -22,9 +22,15 @@ COMPOSE_FILE = ROOT / "compose.yaml"
 BINARY = Path(compose.__file__).parent / "docker-compose"
 
 
-def run_compose(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+# compose.yaml refuses to start without a Flower login; the tests give one.
+FLOWER_ENV = {"FLOWER_BASIC_AUTH": "admin:test-only"}
+
+
+def run_compose(path: Path, *args: str,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(BINARY), "-f", str(path), *args], capture_output=True, text=True,
-                          timeout=60, cwd=path.parent, env={"PATH": "/usr/bin:/bin"})
+                          timeout=60, cwd=path.parent,
+                          env={"PATH": "/usr/bin:/bin", **(FLOWER_ENV if env is None else env)})
 
 
 @cache
@@ -46,6 +52,30 @@ def test_the_binary_rejects_a_broken_file(tmp_path: Path) -> None:
     broken.write_text("services:\n  x:\n    image: x\n    depends_on:\n"
                       "      y: {condition: service_healthy}\n")
     assert run_compose(broken, "config", "--quiet").returncode != 0
+
+
+def test_compose_refuses_to_start_without_a_flower_login() -> None:
+    done = run_compose(COMPOSE_FILE, "config", "--quiet", env={})
+    assert done.returncode != 0
+    assert "FLOWER_BASIC_AUTH" in done.stderr and "no default Flower login" in done.stderr
+    assert "admin:hookfan" not in COMPOSE_FILE.read_text()
+    assert model()["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "admin:test-only"
+
+
+def test_every_published_port_listens_on_loopback_only() -> None:
+    published = [(name, p) for name, svc in model()["services"].items()
+                 for p in svc.get("ports", [])]
+    assert {name for name, _ in published} == {"app", "flower"}
+    for name, port in published:
+        assert port.get("host_ip") == "127.0.0.1", (name, port)
+
+
+def test_hookfan_processes_run_under_tini() -> None:
+    services = model()["services"]
+    # The image's entrypoint is tini; a service that replaces it must start tini itself.
+    for name in ("operator", "app", "worker", "flower"):
+        entry = services[name].get("entrypoint")
+        assert entry is None or entry[:2] == ["/usr/bin/tini", "--"], name
 
 
 def test_every_service_has_a_healthcheck_and_a_restart_policy() -> None:
@@ -71,6 +101,8 @@ def test_redis_is_durable_on_a_named_volume() -> None:
     assert cmd[cmd.index("--appendonly") + 1] == "yes"
     assert cmd[cmd.index("--appendfsync") + 1] == "always"
     assert cmd[cmd.index("--maxmemory-policy") + 1] == "noeviction"
+    # A bound, so the intake's 503 "storage full" comes before the kernel's OOM killer.
+    assert cmd[cmd.index("--maxmemory") + 1] == "512mb"
     (vol,) = redis["volumes"]
     assert vol["type"] == "volume" and vol["target"] == "/data"
     assert vol["source"] in model()["volumes"]
@@ -116,7 +148,8 @@ def run_compose_files(paths: list[Path], *args: str,
                       env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     files = [a for p in paths for a in ("-f", str(p))]
     return subprocess.run([str(BINARY), *files, *args], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT, env={"PATH": "/usr/bin:/bin", **(env or {})})
+                          timeout=60, cwd=ROOT,
+                          env={"PATH": "/usr/bin:/bin", **FLOWER_ENV, **(env or {})})
 
 
 def tls_model(**env: str) -> dict[str, Any]:
@@ -187,7 +220,7 @@ def test_tls_override_points_every_process_at_the_certs() -> None:
 def test_the_cli_and_kombu_accept_the_tls_override(env: dict[str, str], tmp_path: Path) -> None:
     import ssl
 
-    from hookfan import cli, config
+    from hookfan import cli
 
     model = tls_model(**env)
     for name in HOOKFAN_SERVICES:
@@ -200,9 +233,7 @@ def test_the_cli_and_kombu_accept_the_tls_override(env: dict[str, str], tmp_path
                 local.parent.mkdir(parents=True, exist_ok=True)
                 local.write_text("x\n")
                 svc_env[var] = str(local)
-        args = cli.parser().parse_args(model["services"][name]["command"])
-        flags, _, _ = cli.COMMANDS[args.command]
-        settings = config.build(flags, vars(args), environ=svc_env)
+        settings = cli.resolve(model["services"][name]["command"], svc_env).settings
         assert settings.redis.tls
         expected = {k for k, var in SSL_VARS.items() if env.get(var, "default") != ""}
         assert set(settings.redis.ssl_options()) == expected

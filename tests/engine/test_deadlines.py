@@ -11,6 +11,7 @@ from hookfan import keys
 from tests.engine.backends import GaugedBackend, SlowDrip, peer_closed
 from tests.engine.harness import Engine
 from tests.stackfixtures import send
+from tests.support.ledger import request_stored
 from tests.support.procs import wait_until
 
 MAX_AGE = 20.0
@@ -105,7 +106,7 @@ def test_attempt_killed_mid_send_comes_back_after_its_lease_counted_as_an_attemp
         assert retry.delivery_id == sent.delivery_id
         assert retry.attempt == 2  # the killed attempt counted
         assert lease - 0.5 <= after <= lease + 8
-        wait_until(lambda: not engine.r.exists(keys.request(rid)), 10, "request cleaned up")
+        wait_until(lambda: not request_stored(engine.r, rid), 10, "request cleaned up")
         figures = engine.store.delivery_figures()
         assert any(k.startswith("last_error:") and v == "LeaseExpired"
                    for k, v in figures.items()), figures

@@ -58,8 +58,9 @@ def test_any_method_on_any_path_is_taken(stack, routed, make_backend):
 
 
 def test_slow_client_is_dropped_and_does_not_hold_a_worker(stack, routed, make_backend):
-    """A client that sends headers and then nothing is cut off after --proxy-read-timeout
-    (2 s here); the app keeps serving others meanwhile."""
+    """A client that sends headers and then too little body is answered 408 after
+    --proxy-read-timeout (2 s here), and its connection closed; the app keeps serving others
+    meanwhile."""
     backend = make_backend()
     routed("slow.example.com", [backend])
     live_everywhere(stack, "slow.example.com")
@@ -70,7 +71,7 @@ def test_slow_client_is_dropped_and_does_not_hold_a_worker(stack, routed, make_b
     for s in slow:
         s.settimeout(15)
         answer = s.recv(4096)
-        assert answer == b"" or b" 408 " in answer.split(b"\r\n", 1)[0]
+        assert answer.split(b"\r\n", 1)[0].startswith(b"HTTP/1.1 408 "), answer
     assert time.monotonic() - start < 12
     assert send(stack, "slow.example.com", b"{}").status_code == 202
 

@@ -127,4 +127,54 @@ def test_routes_command_prints_the_live_table(tmp_path, redis_url, store):
         "h.example.com": [{"route": "ns/a", "backend": "http://a:80"}]}
     text = subprocess.run([sys.executable, "-m", "hookfan.cli", "routes", "--redis-url",
                            redis_url], capture_output=True, text=True).stdout
-    assert "h.example.com\tns/a\thttp://a:80" in text
+    lines = text.splitlines()
+    assert lines[0] == "version 1"
+    assert lines[1].split() == ["HOST", "ROUTE", "BACKEND"]
+    assert lines[3].split() == ["h.example.com", "ns/a", "http://a:80"]
+
+
+@pytest.mark.parametrize("kind", ["missing", "a file"])
+def test_operator_refuses_a_routes_dir_it_cannot_list(tmp_path, redis_url, store, kind):
+    from hookfan.routes import Backend, build_table
+    store.publish_routes(build_table([("live.example.com", Backend("ns/a", "http://a:80"))], 0))
+    path = tmp_path / "nonexistent"
+    if kind == "a file":
+        path.write_text(clone())
+    out = subprocess.run([sys.executable, "-m", "hookfan.cli", "operator", "--routes-dir",
+                          str(path), "--redis-url", redis_url], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 2, out.stderr
+    assert str(path) in out.stderr and "--routes-dir" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert set(store.load_routes().routes) == {"live.example.com"}
+
+
+def test_file_source_empties_the_live_table_only_for_a_directory_without_requestclones(
+        tmp_path, redis_url, store):
+    routes = tmp_path / "routes"
+    routes.mkdir()
+    (routes / "r.yaml").write_text(clone("good"))
+    op = HookfanProcess(["operator", "--routes-dir", str(routes), "--redis-url", redis_url,
+                         "--poll-interval", "50ms"], tmp_path, "operator").start()
+
+    def hosts() -> set[str]:
+        table = store.load_routes()
+        return set() if table is None else set(table.routes)
+    try:
+        wait_until(lambda: hosts() == {"h.example.com"}, what="table published")
+        routes.rename(tmp_path / "away")  # a ConfigMap unmounted, a volume gone
+        wait_until(lambda: "routes directory unreadable" in op.log(), what="unreadable logged")
+        assert hosts() == {"h.example.com"}
+        (tmp_path / "away").rename(routes)
+        (routes / "r.yaml").write_text(clone("bad", port="-1"))
+        wait_until(lambda: "no RequestClone in the routes directory is usable" in op.log(),
+                   what="unusable directory logged")
+        assert hosts() == {"h.example.com"}
+        (routes / "r.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+        wait_until(lambda: hosts() == set(), what="table emptied")
+        warning = next(json.loads(x) for x in op.log().splitlines() if "holds no" in x)
+        assert warning["level"] == "warning" and warning["hosts"] == 1
+        assert op.proc.poll() is None
+    finally:
+        op.stop()
+        print(op.log())

@@ -21,27 +21,54 @@ class RawAnswer:
         return None
 
 
+SETTLE = 0.3
+"""After a whole answer, how long to keep listening for anything more (a second answer to a
+smuggled request) when the server keeps the connection open."""
+
+
 def exchange(port: int, data: bytes, timeout: float = 15.0) -> RawAnswer:
-    """Send ``data`` as is, read until the server closes (gunicorn's sync worker closes after
-    every answer), and parse the first answer's status line."""
+    """Send ``data`` as is, read until the server closes, or until a whole first answer was
+    followed by :data:`SETTLE` seconds of silence, and parse the first answer's status line.
+    Everything read stays in the body, so a second answer would show there."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
-        with_eof = _read_all(s)
-    head, _, body = with_eof.partition(b"\r\n\r\n")
+        received = _read_all(s, bodiless=data.startswith(b"HEAD "))
+    head, _, body = received.partition(b"\r\n\r\n")
     parts = head.split(b" ", 2)
     if len(parts) < 2 or not parts[1].isdigit():
-        raise AssertionError(f"no HTTP answer: {with_eof[:200]!r}")
+        raise AssertionError(f"no HTTP answer: {received[:200]!r}")
     return RawAnswer(int(parts[1]), head, body)
 
 
-def _read_all(s: socket.socket) -> bytes:
+def _whole(received: bytes, bodiless: bool) -> bool:
+    """Whether ``received`` holds a whole first answer framed by Content-Length. The answer
+    to a HEAD request (``bodiless``) carries the Content-Length a GET would get, and no body."""
+    head, sep, body = received.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    if bodiless:
+        return True
+    length = RawAnswer(0, head, b"").header("Content-Length")
+    return length is not None and length.isdigit() and len(body) >= int(length)
+
+
+def _read_all(s: socket.socket, bodiless: bool) -> bytes:
     out = b""
     try:
-        while chunk := s.recv(65536):
+        while True:
+            if _whole(out, bodiless):
+                s.settimeout(SETTLE)
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                if _whole(out, bodiless):
+                    return out  # the server keeps the connection open; nothing more came
+                raise
+            if not chunk:
+                return out
             out += chunk
     except ConnectionResetError:
-        pass
-    return out
+        return out
 
 
 def request(method: str, target: str, host: str | None,

@@ -3,9 +3,10 @@ included) and bodies: never a 500, never a dead process, and every 202 is delive
 
 from __future__ import annotations
 
+import os
 import string
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import route_file
@@ -18,6 +19,9 @@ TOKEN = string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~"
 # Names that change framing would make the server wait for bytes never sent (a read timeout
 # per example); framing has its own tests in test_intake_hardening.
 FRAMING = {"content-length", "transfer-encoding", "expect", "connection", "host", "upgrade"}
+# The same examples on every run, so that CI runs what ran here; HOOKFAN_FUZZ_RANDOM=1 draws new
+# ones (run it that way while changing the intake).
+DERANDOMIZE = os.environ.get("HOOKFAN_FUZZ_RANDOM") != "1"
 
 def mostly(good: st.SearchStrategy, bad: st.SearchStrategy) -> st.SearchStrategy:
     """``good`` three times in four: fully random requests would almost all get 400."""
@@ -63,11 +67,14 @@ def test_random_requests_never_get_500_and_every_202_is_delivered(stack):
         accepted: list[str] = []
         statuses: set[int] = set()
 
-        @settings(max_examples=150, deadline=None, database=None,
+        @settings(max_examples=150, deadline=None, database=None, derandomize=DERANDOMIZE,
                   suppress_health_check=list(HealthCheck))
         @given(method=methods, path=paths, host=mostly(hosts, st.none()),
                headers=st.lists(st.tuples(header_names, header_values), max_size=8),
                body=st.binary(max_size=2048), chunked=st.booleans())
+        # Answers to HEAD carry a Content-Length and no body (a CI run once found this).
+        @example(method="HEAD", path="/", host=HOST, headers=[], body=b"", chunked=False)
+        @example(method="HEAD", path="/", host=None, headers=[], body=b"", chunked=False)
         def one(method, path, host, headers, body, chunked):  # type: ignore[no-untyped-def]
             answer = exchange(stack.port, wire(method, path, host, headers, body, chunked))
             statuses.add(answer.status)

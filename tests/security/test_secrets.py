@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
@@ -74,7 +74,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     flower_port = free_port()
     flower = subprocess.Popen(
         [sys.executable, "-m", "celery", "-b", server.url, "flower", f"--port={flower_port}",
-         "--address=127.0.0.1"], stdout=open(tmp / "flower.log", "wb"),  # noqa: SIM115
+         "--address=127.0.0.1", "--logging=debug"],
+        stdout=open(tmp / "flower.log", "wb"),  # noqa: SIM115
         stderr=subprocess.STDOUT, env={**os.environ, "HOME": str(tmp),
                                        "FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH)})
     flaky = RecordingBackend(respond=sequence(500, 404, 200)).start()
@@ -174,5 +175,10 @@ def test_flower_shows_ids_only_and_wants_a_login(run):
 
 
 def test_no_marker_in_flower_log(run):
+    """Flower logs at debug; not vacuous: the log must be this Flower's, showing where it
+    connected with the password-bearing URL and that it captured the workers' events."""
     log = Path(run.stack.log_dir).parent.joinpath("flower.log").read_text(errors="replace")
+    port = urlsplit(run.stack.redis_url).port
+    assert f"Connected to redis://:**@127.0.0.1:{port}/0" in log, log[-2000:]
+    assert "Capturing events" in log, log[-2000:]
     assert found(log) == []

@@ -88,8 +88,11 @@ class Stack:
 
     def __init__(self, redis_url: str, routes_dir: Path, log_dir: Path,
                  worker_args: list[str] | None = None, app_args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None,
+                 client: redis.Redis | None = None) -> None:
         self.redis_url = redis_url
+        self.client = client or redis.Redis.from_url(redis_url)
+        """How the test reaches the stack's Redis (through Sentinel, say)."""
         self.routes_dir = routes_dir
         self.log_dir = log_dir
         self.port = free_port()
@@ -111,8 +114,8 @@ class Stack:
     def start_operator(self) -> HookfanProcess:
         p = self._spawn("operator", ["operator", "--routes-dir", str(self.routes_dir),
                                      "--poll-interval", "100ms"])
-        r = redis.Redis.from_url(self.redis_url)
-        wait_until(lambda: r.exists("hookfan:routes") == 1, what="route table published")
+        wait_until(lambda: self.client.exists("hookfan:routes") == 1,
+                   what="route table published")
         return p
 
     def start_app(self) -> HookfanProcess:

@@ -11,7 +11,16 @@ def test_durations_parse_as_in_the_original():
     assert config.parse_duration("24h") == 86400
 
 
-@pytest.mark.parametrize("bad", ["10", "ten s", "5d", "", "-1s"])
+def test_durations_parse_as_in_go():
+    assert config.parse_duration("1h30m") == 5400
+    assert config.parse_duration("1.5s") == pytest.approx(1.5)
+    assert config.parse_duration("90s") == 90
+    assert config.parse_duration("0") == 0
+    for seconds in (0.75, 10, 90, 900, 5400, 86400, 9930.5):
+        assert config.parse_duration(config.format_duration(seconds)) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("bad", ["10", "ten s", "5d", "", "-1s", "1h 30m", "m"])
 def test_bad_duration_names_the_flag(bad):
     with pytest.raises(SettingsError, match="--min-retry-delay") as exc:
         config.build(DELIVERY, {"min-retry-delay": bad}, environ={})

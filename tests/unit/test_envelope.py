@@ -27,3 +27,11 @@ def test_forwarding_headers_and_ids_are_added():
     assert out["X-Forwarded-Host"] == "h.example"
     assert out["X-Hookfan-Delivery"] == "r-1"
     assert out["X-Hookfan-Attempt"] == "4"
+
+
+def test_hop_by_hop_names_spelled_with_underscores_are_dropped_too():
+    out = forward_headers(req([("Transfer_Encoding", "chunked"), ("Content_Length", "5"),
+                               ("Keep_Alive", "1"), ("X_Custom", "kept")]), "r", "r-0", 1)
+    names = [n for n, _ in out]
+    assert "Transfer_Encoding" not in names and "Content_Length" not in names
+    assert "Keep_Alive" not in names and ("X_Custom", "kept") in out

@@ -15,6 +15,7 @@ from hookfan.envelope import StoredRequest
 from hookfan.routes import Backend
 from hookfan.schedule import Result, Schedule
 from tests.support.backends import sequence
+from tests.support.ledger import request_stored
 from tests.support.procs import wait_until
 
 
@@ -38,7 +39,7 @@ def test_accepted_copies_are_delivered_through_wakeups_consumed_by_a_real_celery
         assert got.body == b'{"a":1}' and got.path == "/w?x=1"
         assert got.delivery_id == did
         assert got.header("X-Hookfan-Attempt") == "1"
-    wait_until(lambda: not store.r.exists(keys.request("req1")), what="request cleaned up")
+    wait_until(lambda: not request_stored(store.r, "req1"), what="request cleaned up")
     assert store.pending_count() == 0
     assert not any(store.r.scan_iter(match=f"{keys.PREFIX}dlv:*"))
     assert not store.r.exists(*keys.LEGACY[:1])

@@ -11,6 +11,7 @@ from hookfan.envelope import StoredRequest
 from hookfan.schedule import Schedule
 from hookfan.store import Store
 from hookfan.worker.tasks import Courier
+from tests.support.ledger import request_stored
 
 
 def first_engine_copy(store: Store, rid: str, url: str, state: str, attempts: int,
@@ -55,4 +56,4 @@ def test_pending_and_dead_first_engine_copies_survive_the_upgrade(store: Store, 
     courier.run(backend.url)
     assert [r.body for r in backend.wait_for(2)] == [b"old-body", b"old-body"]
     assert store.pending_count() == 0 and store.dead_ids() == []
-    assert not store.r.exists(f"hookfan:req:{'a' * 32}", f"hookfan:req:{'b' * 32}")
+    assert not request_stored(store.r, "a" * 32) and not request_stored(store.r, "b" * 32)

@@ -40,6 +40,93 @@ app.kubernetes.io/component: {{ .component }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{/* The user's podLabels (global, then the component's) for a pod template. */}}
+{{- define "hookfan.extraPodLabels" -}}
+{{- with .ctx.Values.podLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- with (index .ctx.Values .component).podLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Where a component's pods run: priorityClassName, nodeSelector, tolerations, affinity (the
+component's own, else its podAntiAffinityPreset "soft" or "hard": one pod per node, preferred or
+required) and topologySpreadConstraints (an entry without a labelSelector gets the component's).
+Call with (dict "ctx" $ "component" "app").
+*/}}
+{{- define "hookfan.podScheduling" -}}
+{{- $v := index .ctx.Values .component -}}
+{{- $selector := dict "matchLabels" (include "hookfan.componentSelector" . | fromYaml) -}}
+{{- with $v.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" $selector -}}
+{{- $preset := dig "podAntiAffinityPreset" "" $v -}}
+{{- if $v.affinity }}
+affinity:
+  {{- toYaml $v.affinity | nindent 2 }}
+{{- else if eq $preset "soft" }}
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          {{- toYaml $term | nindent 10 }}
+{{- else if eq $preset "hard" }}
+affinity:
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - {{- toYaml $term | nindent 8 }}
+{{- end }}
+{{- with $v.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- range . }}
+  - {{- toYaml (merge (dict) . (dict "labelSelector" $selector)) | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* A component's pod securityContext: its own podSecurityContext if set, else the global one
+(a replacement, not a merge: a merge cannot turn a global true into false). */}}
+{{- define "hookfan.podSecurityContext" -}}
+{{- toYaml ((index .ctx.Values .component).podSecurityContext | default .ctx.Values.podSecurityContext) -}}
+{{- end -}}
+
+{{- define "hookfan.securityContext" -}}
+{{- toYaml ((index .ctx.Values .component).securityContext | default .ctx.Values.securityContext) -}}
+{{- end -}}
+
+{{/* What every hookfan pod spec shares ahead of its containers. */}}
+{{- define "hookfan.podSpecHead" -}}
+{{- with .ctx.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- include "hookfan.podSecurityContext" . | nindent 2 }}
+{{- include "hookfan.podScheduling" . }}
+{{- end -}}
+
+{{/* A hookfan container's envFrom, extraArgs-free parts: envFrom and securityContext. */}}
+{{- define "hookfan.containerExtras" -}}
+{{- with (index .ctx.Values .component).envFrom }}
+envFrom:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- include "hookfan.securityContext" . | nindent 2 }}
+{{- end -}}
+
 {{- define "hookfan.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "hookfan.fullname" .) .Values.serviceAccount.name -}}
@@ -48,16 +135,57 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* repository:tag, and @digest when image.digest is set (the kubelet then pulls by digest). */}}
 {{- define "hookfan.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- with .Values.image.digest }}@{{ . }}{{ end -}}
 {{- end -}}
 
 {{/* Redis. */}}
+{{/* "true" when the chart deploys its own Redis: neither an external one nor Sentinels given. */}}
+{{- define "hookfan.builtinRedis" -}}
+{{- if not (or .Values.redis.external.url .Values.redis.sentinel.enabled) -}}true{{- end -}}
+{{- end -}}
+
+{{/* --redis-url. Through Sentinel only its scheme, database and password count: without
+redis.external.url its host is the master name, which nothing resolves. */}}
 {{- define "hookfan.redisURL" -}}
 {{- if .Values.redis.external.url -}}
 {{- .Values.redis.external.url -}}
+{{- else if .Values.redis.sentinel.enabled -}}
+{{- printf "redis://%s/0" .Values.redis.sentinel.masterName -}}
 {{- else -}}
 {{- printf "redis://%s-redis:6379/0" (include "hookfan.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The Secret holding the Redis password: redis.auth.existingSecret if set, else for the built-in
+Redis the one the chart generates (redis-secret.yaml); empty for an external or Sentinel-managed
+Redis without one.
+*/}}
+{{- define "hookfan.redisPasswordSecret" -}}
+{{- if .Values.redis.auth.existingSecret -}}
+{{- .Values.redis.auth.existingSecret -}}
+{{- else if include "hookfan.builtinRedis" . -}}
+{{- printf "%s-redis-auth" (include "hookfan.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A generated secret value that survives upgrades, base64-encoded: the live Secret's value when
+`lookup` finds one (helm install/upgrade against a cluster), else a new random one (the first
+install; `helm template` and GitOps tools that render without a cluster, which is why those
+must use an existingSecret). Call with (dict "ctx" $ "name" "<secret>" "key" "<key>" "prefix"
+"<text before the random part>").
+*/}}
+{{- define "hookfan.keptSecretValue" -}}
+{{- $live := lookup "v1" "Secret" .ctx.Release.Namespace .name | default dict -}}
+{{- $data := get $live "data" | default dict -}}
+{{- if hasKey $data .key -}}
+{{- index $data .key -}}
+{{- else -}}
+{{- printf "%s%s" (.prefix | default "") (randAlphaNum 32) | b64enc -}}
 {{- end -}}
 {{- end -}}
 
@@ -74,7 +202,7 @@ the client pair only if certKey and keyKey are). Fails on values that cannot wor
 {{- $tls := .Values.redis.external.tls -}}
 {{- if $tls.enabled -}}
 {{- if not .Values.redis.external.url -}}
-{{- fail "redis.external.tls.enabled=true needs an external Redis: set redis.external.url to its rediss:// URL (the built-in Redis speaks no TLS), or set redis.external.tls.enabled=false" -}}
+{{- fail "redis.external.tls.enabled=true needs an external Redis: set redis.external.url to its rediss:// URL (the built-in Redis speaks no TLS; with redis.sentinel.enabled only the URL's scheme and database count), or set redis.external.tls.enabled=false" -}}
 {{- end -}}
 {{- if not (hasPrefix "rediss://" .Values.redis.external.url) -}}
 {{- fail (printf "redis.external.tls.enabled=true needs a rediss:// redis.external.url (it is %q): write the URL with rediss://, or set redis.external.tls.enabled=false" (include "hookfan.redisURL" .)) -}}
@@ -104,16 +232,29 @@ hookfan/config.py): twice the lease (2*timeout+5) plus 10, that is 4*timeout+20.
 {{- add (mul 4 (int .Values.delivery.timeoutSeconds)) 20 -}}
 {{- end -}}
 
+{{/*
+The worker's shutdown, one formula (tests/deploy/test_chart_shutdown.py checks it):
+  grace   = worker.terminationGracePeriodSeconds, or task time limit + 30 when unset
+  timeout = grace - 20   (--graceful-shutdown-timeout)
+After SIGTERM the worker lets running attempts finish for `timeout` s; its backstop then kills
+what is left 15 s later (ShutdownStep.BACKSTOP_MARGIN in hookfan/worker/celeryapp.py), and
+5 s remain before the kubelet's SIGKILL. An attempt runs at most the task time limit, so
+timeout must be at least that: grace >= task time limit + 20.
+*/}}
 {{- define "hookfan.workerGrace" -}}
 {{- $limit := int (include "hookfan.taskTimeLimit" .) -}}
 {{- $grace := .Values.worker.terminationGracePeriodSeconds -}}
 {{- if kindIs "invalid" $grace -}}
 {{- add $limit 30 -}}
-{{- else if le (int $grace) $limit -}}
-{{- fail (printf "worker.terminationGracePeriodSeconds (%d) must exceed the task time limit 4*delivery.timeoutSeconds+20 = %d s, or running attempts are killed on shutdown" (int $grace) $limit) -}}
+{{- else if lt (int $grace) (add $limit 20) -}}
+{{- fail (printf "worker.terminationGracePeriodSeconds (%d) must be at least the task time limit 4*delivery.timeoutSeconds+20 = %d s plus 20 s for the worker's exit (%d), or running attempts are killed on shutdown" (int $grace) $limit (add $limit 20)) -}}
 {{- else -}}
 {{- int $grace -}}
 {{- end -}}
+{{- end -}}
+
+{{- define "hookfan.workerShutdownTimeout" -}}
+{{- sub (int (include "hookfan.workerGrace" .)) 20 -}}
 {{- end -}}
 
 {{/*
@@ -123,7 +264,8 @@ deadletters list` in any hookfan container finds the same Redis. The password is
 {{- define "hookfan.redisEnv" -}}
 - name: HOOKFAN_REDIS_URL
   value: {{ include "hookfan.redisURL" . | quote }}
-{{- if .Values.redis.auth.existingSecret }}
+{{- include "hookfan.sentinelEnv" . }}
+{{- if include "hookfan.redisPasswordSecret" . }}
 - name: HOOKFAN_REDIS_PASSWORD_FILE
   value: {{ include "hookfan.redisPasswordPath" . }}
 {{- end }}
@@ -134,27 +276,52 @@ deadletters list` in any hookfan container finds the same Redis. The password is
 {{- end }}
 {{- end -}}
 
+{{/* The Sentinels and the master name, for every process, when redis.sentinel.enabled. */}}
+{{- define "hookfan.sentinelEnv" -}}
+{{- if .Values.redis.sentinel.enabled }}
+- name: HOOKFAN_REDIS_SENTINEL
+  value: {{ join "," .Values.redis.sentinel.hosts | quote }}
+- name: HOOKFAN_REDIS_SENTINEL_MASTER
+  value: {{ .Values.redis.sentinel.masterName | quote }}
+{{- end }}
+{{- end -}}
+
 {{/*
 Flower's broker URL (Celery reads it with kombu). The password comes from $(REDIS_PASSWORD),
 which Kubernetes expands at container start. For rediss:// the TLS options travel in the query,
 which kombu's URL parser turns into the redis transport's ssl options: without them kombu would
-connect with certificate checks off.
+connect with certificate checks off. Through Sentinel it is kombu's
+sentinel://HOST:PORT/DB;sentinel://... with the password, database and TLS query on every
+Sentinel's URL: kombu takes them from the URL it switches to when one Sentinel is down. The
+master name is a transport option (files/flower_sentinel.py).
 */}}
 {{- define "hookfan.flowerBrokerURL" -}}
 {{- $url := include "hookfan.redisURL" . -}}
-{{- if .Values.redis.auth.existingSecret -}}
-{{- $url = regexReplaceAll "^(rediss?)://" $url "${1}://:$(REDIS_PASSWORD)@" -}}
+{{- $auth := "" -}}
+{{- if include "hookfan.redisPasswordSecret" . -}}
+{{- $auth = ":$(REDIS_PASSWORD)@" -}}
 {{- end -}}
+{{- $query := "" -}}
 {{- if hasPrefix "rediss://" $url -}}
-{{- $query := list "ssl_cert_reqs=required" -}}
+{{- $params := list "ssl_cert_reqs=required" -}}
 {{- $names := dict "HOOKFAN_REDIS_TLS_CA_FILE" "ssl_ca_certs" "HOOKFAN_REDIS_TLS_CERT_FILE" "ssl_certfile" "HOOKFAN_REDIS_TLS_KEY_FILE" "ssl_keyfile" -}}
 {{- range (include "hookfan.redisTLSFiles" . | trim | splitList "\n" | compact) -}}
 {{- $f := splitList " " . -}}
-{{- $query = append $query (printf "%s=%s/%s" (get $names (index $f 0)) (include "hookfan.redisTLSDir" $) (index $f 1)) -}}
+{{- $params = append $params (printf "%s=%s/%s" (get $names (index $f 0)) (include "hookfan.redisTLSDir" $) (index $f 1)) -}}
 {{- end -}}
-{{- $url = printf "%s?%s" $url (join "&" $query) -}}
+{{- $query = printf "?%s" (join "&" $params) -}}
 {{- end -}}
-{{- $url -}}
+{{- if .Values.redis.sentinel.enabled -}}
+{{- $db := regexFind "/[0-9]+$" $url | default "/0" -}}
+{{- $urls := list -}}
+{{- range .Values.redis.sentinel.hosts -}}
+{{- $urls = append $urls (printf "sentinel://%s%s%s%s" $auth . $db $query) -}}
+{{- end -}}
+{{- join ";" $urls -}}
+{{- else -}}
+{{- $scheme := regexFind "^rediss?://" $url -}}
+{{- printf "%s%s%s%s" $scheme $auth (trimPrefix $scheme $url) $query -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Flags every serving hookfan process takes. */}}
@@ -177,10 +344,10 @@ Redis TLS files. */}}
 {{- define "hookfan.volumes" -}}
 - name: tmp
   emptyDir: {}
-{{- if .Values.redis.auth.existingSecret }}
+{{- if include "hookfan.redisPasswordSecret" . }}
 - name: redis-password
   secret:
-    secretName: {{ .Values.redis.auth.existingSecret }}
+    secretName: {{ include "hookfan.redisPasswordSecret" . }}
     defaultMode: 0440
     items:
       - key: {{ .Values.redis.auth.key }}
@@ -217,7 +384,7 @@ Redis TLS files. */}}
 {{- define "hookfan.volumeMounts" -}}
 - name: tmp
   mountPath: /tmp
-{{- if .Values.redis.auth.existingSecret }}
+{{- if include "hookfan.redisPasswordSecret" . }}
 - name: redis-password
   mountPath: /etc/hookfan/redis
   readOnly: true
@@ -228,10 +395,13 @@ Redis TLS files. */}}
 {{/*
 Processes with several Python processes per pod (gunicorn, Celery prefork) keep Prometheus
 samples in PROMETHEUS_MULTIPROC_DIR. It must be empty at start: an emptyDir survives a container
-restart, and stale files would carry old counters over. So the container wipes it, then execs.
+restart, and stale files would carry old counters over. So the container wipes it, then execs,
+under tini as PID 1 (the image's entrypoint, which a command replaces).
 */}}
 {{- define "hookfan.multiprocCommand" -}}
 command:
+  - /usr/bin/tini
+  - --
   - /bin/sh
   - -c
   - 'find "$PROMETHEUS_MULTIPROC_DIR" -mindepth 1 -delete && exec hookfan "$@"'
