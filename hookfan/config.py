@@ -89,7 +89,10 @@ def parse_positive_int(text: str) -> int:
 
 def parse_count(text: str) -> int:
     """A non-negative integer; 0 turns the limit it sets off."""
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
     if value < 0:
         raise ValueError(f"must be 0 (off) or a positive integer, got {text!r}")
     return value
@@ -209,6 +212,12 @@ class IntakeSettings:
     max_pending: int = 0
     """Answer 503 while more copies than this are pending (ready, in flight or retrying)
     across all backends: shed load before Redis is full. 0: off."""
+    max_pending_per_host: int = 100_000
+    """Answer 503 to a host whose copies held in Redis (pending and dead letters) would go
+    past this; other hosts are unaffected. 0: no cap."""
+    max_stored_bytes_per_host: int = 100_000_000
+    """Answer 503 to a host whose requests held in Redis (bodies and metadata, each request
+    once however many copies) would go past this many bytes. 0: no cap."""
     min_replicas_ack: int = 0
     """Replicas that must acknowledge a request's write (Redis ``WAIT``) before it is answered
     202; fewer within :attr:`replica_ack_timeout`: 503 with Retry-After. 0: off."""
@@ -485,6 +494,10 @@ INTAKE = (
     Flag("threads", "intake.threads", parse_positive_int, "request threads per worker"),
     Flag("max-pending", "intake.max_pending", parse_count,
          "503 while more copies than this are pending (0: off)"),
+    Flag("max-pending-per-host", "intake.max_pending_per_host", parse_count,
+         "503 to a host once it holds this many copies, pending and dead letters (0: off)"),
+    Flag("max-stored-bytes-per-host", "intake.max_stored_bytes_per_host", parse_count,
+         "503 to a host once its stored requests take this many bytes (0: off)"),
     Flag("min-replicas-ack", "intake.min_replicas_ack", parse_count,
          "replicas that must acknowledge a write before its 202 (Redis WAIT; 0: off)"),
     Flag("replica-ack-timeout", "intake.replica_ack_timeout", parse_duration,
@@ -646,6 +659,13 @@ def _check(s: Settings) -> None:
     if not 0 < s.intake.replica_ack_timeout <= MAX_REPLICA_ACK_TIMEOUT:
         raise SettingsError(f"--replica-ack-timeout must be more than 0 and at most "
                             f"{MAX_REPLICA_ACK_TIMEOUT:g}s: a sender gets its answer within 2 s")
+    i = s.intake
+    largest = i.body_size_limit + i.max_header_bytes
+    if 0 < i.max_stored_bytes_per_host < largest:
+        raise SettingsError(f"--max-stored-bytes-per-host {i.max_stored_bytes_per_host} is "
+                            f"below --body-size-limit + --max-header-bytes ({largest}): the "
+                            "largest request allowed could never be stored; raise it, or "
+                            "give 0 for no cap")
     d = s.delivery
     if d.min_retry_delay > d.max_retry_delay:
         raise SettingsError("--min-retry-delay must not exceed --max-retry-delay")

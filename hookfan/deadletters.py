@@ -278,7 +278,7 @@ class DeadLetters:
         """Delete ``chunk`` (one script), and each request no copy references any more; with
         ``before`` only those dead-lettered at or before it. Returns purged per (route, url)."""
         out = self.scripts["purge"](
-            keys=[keys.DEAD_INFO, keys.DEAD, keys.DEAD_COUNT,
+            keys=[keys.DEAD_INFO, keys.DEAD, keys.DEAD_COUNT, keys.QUOTA,
                   *[keys.request(rec.request_id) for rec in chunk]],
             args=[_ms(before, "+inf"), *[rec.delivery_id for rec in chunk]])
         return {(out[i].decode(), out[i + 1].decode()): int(out[i + 2])

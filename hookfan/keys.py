@@ -19,7 +19,9 @@ REQUEST = PREFIX + "req:"
 acceptance (client Unix time, for latency figures only), host, traceparent and body size; the
 body (stored once) in ``b``, ``b1``, ``b2`` ... (pieces that fit Redis's allocation classes, see
 :func:`hookfan.envelope.body_pieces`); ``n`` copies not yet delivered or purged (pending and
-dead letters). Requests stored before ``r`` have a field per value (``m``, ``u``, ``h``, ``b``,
+dead letters); ``q`` ``"<stored bytes> <host>"``, what the request counts in :data:`QUOTA`
+(absent in requests stored before quotas: those are not counted). Requests stored before
+``r`` have a field per value (``m``, ``u``, ``h``, ``b``,
 ``ip``, ``t``, ``host``, ``tp``); readers take both. The
 hash is deleted with its last copy; when that is delivered within seconds of acceptance, the
 string ``'d'`` takes the key until then, so that the intake's look after a lost reply
@@ -64,6 +66,15 @@ DEAD_COUNT = PREFIX + "dlcount"
 by the scripts that bury, replay, purge and expire them (the ``hookfan_dead_letters`` gauge reads
 it, no scan). A record counts once it carries its body size (its 7th element); records written
 before that are counted when a worker starts (``deadletters.backfill``)."""
+QUOTA = PREFIX + "quota"
+"""Hash of what each host holds in Redis, for ``--max-pending-per-host`` and
+``--max-stored-bytes-per-host``: field ``p:<host>`` its copies (pending and dead letters),
+``b:<host>`` its requests' stored bytes (body and ``r``, once per request whatever its
+copies), host as matched (:func:`hookfan.routes.normalize_host`). ``accept.lua`` adds a
+request's and checks the caps; ``settle.lua`` (delivered) and ``purge.lua`` (purge,
+retention) take them off, reading the request's ``q`` field; a field that reaches 0 is
+deleted. Burying and replaying change nothing: a dead letter counts as its copy did.
+Never rebuilt by a scan; ``DEL`` resets it (see docs/operations.md)."""
 DEDUPE = PREFIX + "dedupe:"
 """String per (host, provider delivery id): ``<request id>:<copies>`` of the first request,
 expiring after ``--dedupe-window``."""
@@ -114,6 +125,11 @@ def request_id_of(delivery_id: str) -> str:
 
 def delivery_ids(request_id: str, count: int) -> list[str]:
     return [f"{request_id}-{i}" for i in range(count)]
+
+
+def quota_fields(host: str) -> tuple[str, str]:
+    """The :data:`QUOTA` fields of one host: (copies, stored bytes)."""
+    return f"p:{host}", f"b:{host}"
 
 
 def dedupe(host: str, header: str, value: str) -> str:

@@ -113,7 +113,7 @@ class Schedule:
         share = s.backend_concurrency or s.batch
         out = self.scripts["settle"](
             keys=[*keys.backend_keys(url), keys.DUE, keys.OWNED, keys.STATS, keys.DEAD,
-                  keys.DEAD_INFO, keys.QUEUE, keys.DEAD_COUNT, *delivered],
+                  keys.DEAD_INFO, keys.QUEUE, keys.DEAD_COUNT, keys.QUOTA, *delivered],
             args=[url, token, held, want, share, s.backend_concurrency, _ms(s.lease),
                   _ms(s.hold), _ms(s.max_retry_age), _ms(s.min_retry_delay),
                   _ms(s.max_retry_delay), random.getrandbits(31), "1" if linger else "0",

@@ -17,7 +17,7 @@ from hookfan import keys, scripts
 from hookfan.config import RedisSettings
 from hookfan.deadletters import DeadLetter, DeadLetters, Record
 from hookfan.envelope import StoredRequest, request_meta
-from hookfan.routes import Backend, RouteTable
+from hookfan.routes import Backend, RouteTable, normalize_host
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,37 @@ def sentinel_client(settings: RedisSettings, url: str, tls: dict[str, str],
     return client
 
 
-def accepted(reply: bytes | None, request_id: str, copies: int) -> Accepted:
+@dataclass(frozen=True)
+class Quota:
+    """What one host may hold in Redis (``--max-pending-per-host``,
+    ``--max-stored-bytes-per-host``); 0: no cap."""
+
+    pending: int = 0
+    """Copies: pending ones and dead letters."""
+    stored_bytes: int = 0
+    """Its requests' bodies and metadata as stored, each request once."""
+
+
+class OverQuota(Exception):
+    """The accept stored nothing: the request would take its host past a cap."""
+
+    def __init__(self, cap: str) -> None:
+        super().__init__(cap)
+        self.cap = cap
+        """``pending`` or ``bytes``."""
+
+    @property
+    def flag(self) -> str:
+        return "--max-pending-per-host" if self.cap == "pending" else \
+            "--max-stored-bytes-per-host"
+
+
+def accepted(reply: bytes | list[bytes] | None, request_id: str, copies: int) -> Accepted:
     """What the reply of an ``accept`` call says: nil, stored as ``request_id`` with
-    ``copies``; ``'<request id>:<copies>'``, the first request with that provider id."""
+    ``copies``; ``'<request id>:<copies>'``, the first request with that provider id.
+    Raises :class:`OverQuota` for a request its host's quota refused."""
+    if isinstance(reply, list):
+        raise OverQuota(reply[1].decode())
     if not reply:
         return Accepted(request_id, copies, False)
     rid, _, n = reply.decode().partition(":")
@@ -162,16 +190,21 @@ class Store:
         return accepted(self.scripts["accept"](keys=keys_, args=args), request_id, len(ids))
 
     def accept_call(self, request_id: str, req: StoredRequest, backends: Sequence[Backend],
-                    dedupe_key: str | None = None, window: float = 0.0
-                    ) -> tuple[list[str], list[Any], list[str]]:
-        """(keys, arguments, delivery ids) of one call of the ``accept`` script."""
+                    dedupe_key: str | None = None, window: float = 0.0,
+                    quota: Quota | None = None) -> tuple[list[str], list[Any], list[str]]:
+        """(keys, arguments, delivery ids) of one call of the ``accept`` script; with
+        ``quota``, the call stores nothing past the host's caps (its reply says which)."""
         ids = keys.delivery_ids(request_id, len(backends))
-        fields = [x for pair in req.to_fields().items() for x in pair]
+        stored = req.to_fields()
+        fields = [x for pair in stored.items() for x in pair]
         req_key = keys.request(request_id)
         keys_ = [req_key, dedupe_key or req_key, keys.fence(request_id), keys.DUE, keys.OWNED,
-                 keys.BACKENDS]
+                 keys.BACKENDS, keys.QUOTA]
+        caps = quota or Quota()
         args: list[Any] = ["1" if dedupe_key else "0", max(1, int(window * 1000)), request_id,
-                           len(ids), len(fields) // 2, *fields]
+                           len(ids), len(fields) // 2, normalize_host(req.host),
+                           sum(len(v) for v in stored.values()), caps.pending, caps.stored_bytes,
+                           *fields]
         for did, backend in zip(ids, backends, strict=True):
             keys_ += [keys.ready(backend.url), keys.copies(backend.url)]
             args += [did, backend.url, backend.route]

@@ -8,7 +8,7 @@ from flask import Flask
 
 from hookfan.config import Settings
 from hookfan.durability import DurabilityCheck
-from hookfan.store import Store, connect
+from hookfan.store import Quota, Store, connect
 
 from .intake import RETRY_AFTER, Intake, error, install_request_log
 from .routecache import RouteCache
@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                                           dedupe_window=settings.intake.dedupe_window,
                                           lookup=lookup,
                                           max_pending=settings.intake.max_pending,
+                                          quota=Quota(settings.intake.max_pending_per_host,
+                                                      settings.intake.max_stored_bytes_per_host),
                                           trusted_proxies=settings.intake.trusted_proxies,
                                           min_replicas_ack=settings.intake.min_replicas_ack,
                                           replica_ack_timeout=(

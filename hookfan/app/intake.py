@@ -17,7 +17,7 @@ from hookfan import keys
 from hookfan.envelope import REQUEST_HEADER, StoredRequest
 from hookfan.metrics import BODY_KEY, NO_ROUTE, ROUTE_KEY, route_label
 from hookfan.routes import Backend, normalize_host, request_host
-from hookfan.store import Store, accepted, is_oom
+from hookfan.store import OverQuota, Quota, Store, accepted, is_oom
 from hookfan.tracing import Tracing
 
 from .commit import GroupCommit, NotAcknowledged, Unknown
@@ -174,7 +174,7 @@ def install_request_log(app: Flask) -> None:
 class Intake:
     def __init__(self, store: Store, routes: RouteCache, write_timeout: float,
                  dedupe_headers: tuple[str, ...] = (), dedupe_window: float = 86400.0,
-                 lookup: Store | None = None, max_pending: int = 0,
+                 lookup: Store | None = None, max_pending: int = 0, quota: Quota | None = None,
                  trusted_proxies: tuple[str, ...] = (), min_replicas_ack: int = 0,
                  replica_ack_timeout: float = 1.0) -> None:
         self.store = store
@@ -187,6 +187,8 @@ class Intake:
         self.dedupe_headers = dedupe_headers
         self.dedupe_window = dedupe_window
         self.max_pending = max_pending
+        self.quota = quota or Quota()
+        """What one host may hold in Redis; the accept script checks it."""
         self.trusted = TrustedPeers(trusted_proxies)
         """Whether a peer's X-Forwarded-Proto/-Host reach backends as sent."""
         self._pending = 0
@@ -271,6 +273,8 @@ class Intake:
                 request_id, copies = self._store(request_id, stored, backends)
         except NotAcknowledged as exc:
             return self._not_acknowledged(exc)
+        except OverQuota as exc:
+            return self._over_quota(exc)
         except redis.RedisError as exc:
             if is_oom(exc):
                 return self._full()
@@ -321,6 +325,14 @@ class Intake:
         return error(503, "too many deliveries pending, retry later",
                      **{"Retry-After": RETRY_AFTER})
 
+    def _over_quota(self, exc: OverQuota) -> Response:
+        # The route names the host; the Host value itself is never logged.
+        log.warning("request not stored, answered 503: its host holds its quota (%s)",
+                    exc.flag, extra={"route": request.environ.get(ROUTE_KEY, NO_ROUTE)})
+        self.rejected("quota")
+        return error(503, "this host has too many webhooks stored, retry later",
+                     **{"Retry-After": RETRY_AFTER})
+
     def _unavailable(self, exc: BaseException) -> Response:
         log.error("request not stored, answered 503: %s", type(exc).__name__)
         self.rejected("redis_unavailable")
@@ -349,7 +361,7 @@ class Intake:
         started = time.monotonic()
         for attempt in (1, 2):
             keys_, args, ids = self.store.accept_call(request_id, stored, backends, key,
-                                                      self.dedupe_window)
+                                                      self.dedupe_window, self.quota)
             try:
                 done = accepted(self.commit(keys_, args), request_id, len(ids))
                 break

@@ -7,13 +7,19 @@
 -- KEYS[4]  hookfan:due                zset, backend url -> ms the dispatcher should act
 -- KEYS[5]  hookfan:owned              zset, backend url -> ms its task's ownership lapses
 -- KEYS[6]  hookfan:backends           set of backend urls
--- KEYS[5 + 2i], KEYS[6 + 2i]          hookfan:q:<url>, hookfan:c:<url> of copy i (i = 1..n)
+-- KEYS[7]  hookfan:quota              hash, 'p:<host>' copies, 'b:<host>' stored bytes
+-- KEYS[6 + 2i], KEYS[7 + 2i]          hookfan:q:<url>, hookfan:c:<url> of copy i (i = 1..n)
 --
 -- ARGV[1] '1' to de-duplicate, ARGV[2] window ms, ARGV[3] request id, ARGV[4] copies n,
--- ARGV[5] k field pairs of the request, then 2k values, then per copy: delivery id, url, route.
+-- ARGV[5] k field pairs of the request, ARGV[6] host (as matched), ARGV[7] the request's
+-- stored bytes, ARGV[8] most copies the host may hold, ARGV[9] most stored bytes (0: no cap),
+-- then 2k values, then per copy: delivery id, url, route.
 --
 -- Returns nil when stored; the first request's '<request id>:<copies>' when KEYS[2] names one;
--- 'fenced' (nothing written) when the intake already gave up on this call and answered 503.
+-- 'fenced' (nothing written) when the intake already gave up on this call and answered 503;
+-- {'quota', 'pending' or 'bytes'} (nothing written) when the request would take its host past
+-- a cap. A stored request adds its copies and bytes to its host's fields in KEYS[7] and keeps
+-- '<bytes> <host>' in its field 'q', for the scripts that take them off again.
 -- Every time is Redis's clock (ms). A backend owned by a running task is not made due: that
 -- task claims the new copy itself. Wakes the dispatchers (Pub/Sub, not persisted) only when a
 -- backend became due earlier than it was.
@@ -22,19 +28,33 @@ if ARGV[1] == '1' then
   local first = redis.call('GET', KEYS[2])
   if first then return first end
 end
+local host, size = ARGV[6], tonumber(ARGV[7])
+local most_copies, most_bytes = tonumber(ARGV[8]), tonumber(ARGV[9])
+local pf, bf = 'p:' .. host, 'b:' .. host
+local n = tonumber(ARGV[4])
+if most_copies > 0 or most_bytes > 0 then
+  local held = redis.call('HMGET', KEYS[7], pf, bf)
+  if most_copies > 0 and tonumber(held[1] or 0) + n > most_copies then
+    return {'quota', 'pending'}
+  end
+  if most_bytes > 0 and tonumber(held[2] or 0) + size > most_bytes then
+    return {'quota', 'bytes'}
+  end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = tonumber(ARGV[4])
 local k = tonumber(ARGV[5])
 local fields = {}
-for j = 1, 2 * k do fields[j] = ARGV[5 + j] end
-redis.call('HSET', KEYS[1], 'n', n, unpack(fields))
-local i = 6 + 2 * k
+for j = 1, 2 * k do fields[j] = ARGV[9 + j] end
+redis.call('HSET', KEYS[1], 'n', n, 'q', size .. ' ' .. host, unpack(fields))
+redis.call('HINCRBY', KEYS[7], pf, n)
+redis.call('HINCRBY', KEYS[7], bf, size)
+local i = 10 + 2 * k
 local urls = {}
 for c = 1, n do
   local did, url, route = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  redis.call('ZADD', KEYS[5 + 2 * c], now, did)
-  redis.call('HSET', KEYS[6 + 2 * c], did, '0 0 ' .. now .. ' ' .. route)
+  redis.call('ZADD', KEYS[6 + 2 * c], now, did)
+  redis.call('HSET', KEYS[7 + 2 * c], did, '0 0 ' .. now .. ' ' .. route)
   urls[c] = url
   i = i + 3
 end

@@ -13,7 +13,8 @@
 -- KEYS[9] hookfan:dl        hash, dead-lettered delivery id -> JSON of its record
 -- KEYS[10] hookfan.deliveries  the Celery queue (read only: are other tasks waiting?)
 -- KEYS[11] hookfan:dlcount  hash, '<route> <url>' -> dead letters of that pair
--- KEYS[11 + j]              hookfan:req:<id> of the j-th outcome of kind 'd'
+-- KEYS[12] hookfan:quota    hash, 'p:<host>' copies, 'b:<host>' stored bytes per host
+-- KEYS[12 + j]              hookfan:req:<id> of the j-th outcome of kind 'd'
 --
 -- ARGV[1] url, ARGV[2] task token, ARGV[3] slots the token held (released here),
 -- ARGV[4] copies wanted (0: the task ends), ARGV[5] senders wanted, ARGV[6] cap (0: none),
@@ -30,10 +31,14 @@
 -- ('LeaseExpired', its delay drawn as policy.retry_delay draws it). A copy past the max retry
 -- age is dead-lettered when claimed or when its next due time would pass it
 -- ('MaxRetryAgeExceeded' when claimed). At most cap senders hold slots at once; the in-flight
--- set holds the claimed copies. Every dead letter is counted in KEYS[11].
+-- set holds the claimed copies. Every dead letter is counted in KEYS[11]. A delivered copy
+-- leaves its host's count in KEYS[12], and its request's stored bytes leave with the request
+-- (read from the request's 'q'; a request stored without it was never counted). A dead
+-- letter still counts there, as its copy did.
 --
 -- Returns {senders granted, due copies left, stale outcomes, Celery queue length, ended 0/1,
 --          dead-lettered ids (table), then per claimed copy: id, generation, attempt, t0, route}.
+-- include: quota
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local url, token = ARGV[1], ARGV[2]
@@ -90,7 +95,7 @@ local function retry(did, g, a, t0, route, delay, reason, size)
 end
 
 -- 1. the outcomes of the batch this token sent
-local stale, reqkey = 0, 11
+local stale, reqkey = 0, 12
 local m = tonumber(ARGV[14])
 local dids = {}
 for k = 1, m do dids[k] = ARGV[15 + 6 * (k - 1)] end
@@ -112,7 +117,10 @@ for k = 1, m do
     table.insert(settled, did)
     if kind == 'd' then
       table.insert(done, did)
-      if redis.call('HINCRBY', KEYS[reqkey], 'n', -1) <= 0 then
+      local q = redis.call('HGET', KEYS[reqkey], 'q')
+      local last = redis.call('HINCRBY', KEYS[reqkey], 'n', -1) <= 0
+      free(q, last)
+      if last then
         -- The request's last copy: delete it, but for the first seconds after acceptance leave
         -- a marker in its place, so the intake's look after a lost reply (resolve.lua) still
         -- finds it stored.
@@ -133,6 +141,7 @@ for k = 1, m do
 end
 each('ZREM', KEYS[2], settled, 1)
 each('HDEL', KEYS[3], done, 1)
+release(KEYS[12])
 for k = 1, tonumber(ARGV[3]) do redis.call('ZREM', KEYS[4], token .. ':' .. k) end
 
 -- 2. leases that ran out: their attempts never reported back
