@@ -142,9 +142,11 @@ def resolve(clones: Iterable[RequestClone | Invalid],
 
     ``services`` is keyed by (namespace, name). A malformed object gets ``InvalidSpec``; under
     the ``namespace`` policy a RequestClone whose host another namespace owns gets
-    ``HostClaimedByOtherNamespace`` and no backend; otherwise the Service decides.
+    ``HostClaimedByOtherNamespace`` and no backend; otherwise the Service decides. Of several
+    objects with one namespace/name (files can say it twice), the last one counts, for its
+    condition and its route alike.
     """
-    items = list(clones)
+    items = list({c.key: c for c in clones}.values())
     valid = [c for c in items if isinstance(c, RequestClone)]
     denied = claimed_elsewhere(valid, policy)
     conditions: dict[str, Condition] = {}

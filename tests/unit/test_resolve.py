@@ -143,3 +143,14 @@ def test_file_source_applies_the_same_host_policy() -> None:
     assert [(r.name, r.reason.split(":")[0]) for r in rejected] == [("team-b/b", HOST_CLAIMED)]
     shared, none = file_table([b, a], {}, "shared")
     assert len(shared.routes[HOST]) == 2 and none == []
+
+
+def test_of_two_objects_with_one_name_the_last_decides_condition_and_route() -> None:
+    # A routes directory can define one namespace/name twice (the fuzz test found this).
+    invalid = Invalid("apps", "app-1", 1, "spec: 'host' is a required property")
+    got = resolve([clone("app-1"), invalid], services(svc("app-1")))
+    assert got.conditions["apps/app-1"].reason == INVALID_SPEC
+    assert got.table.routes == {}
+    got = resolve([invalid, clone("app-1")], services(svc("app-1")))
+    assert got.conditions["apps/app-1"].reason == READY
+    assert got.table.routes == {HOST: (Backend("apps/app-1", "http://10.0.0.1:80"),)}
