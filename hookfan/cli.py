@@ -174,7 +174,7 @@ def deadletters(**_: Any) -> None:
 
 
 def _verb(action: str, given: dict[str, Any], settings: Settings) -> int:
-    verb = dltool.Verb(action=action, **given)
+    verb = dltool.Verb.of(action, given)
     if action in ("replay", "purge") and verb.id and (verb.all or verb.filtered):
         return _error(f"deadletters {action}", "give one ID, or --all / filters, not both", 2)
     return dltool.run(_store(settings), verb)
@@ -211,12 +211,19 @@ def _dl_show(settings: Settings, given: dict[str, Any]) -> int:
     return _verb("show", given, settings)
 
 
+def choice(done: str, every: str = "every dead letter") -> Callable[[Handler], Handler]:
+    """What replay and purge select: one ID, --all (helped as ``every``) or the filters;
+    and --dry-run, to say what would be ``done``."""
+    def add(fn: Handler) -> Handler:
+        fn = click.option("--dry-run", is_flag=True, help=f"say what would be {done}")(fn)
+        fn = click.option("--all", is_flag=True, help=every)(filters(fn))
+        return click.argument("id", required=False)(fn)
+    return add
+
+
 @command(deadletters, "replay", [],
          "Replay one dead letter, those the filters select, or all with --all.")
-@click.argument("id", required=False)
-@click.option("--all", is_flag=True, help="every dead letter")
-@filters
-@click.option("--dry-run", is_flag=True, help="say what would be replayed")
+@choice("replayed")
 @click.option("--rate", metavar="N/s", callback=dltool.rate_option,
               help="make at most N copies due again per second (also N/m, N/h); "
                    "default: all at once")
@@ -226,10 +233,7 @@ def _dl_replay(settings: Settings, given: dict[str, Any]) -> int:
 
 @command(deadletters, "purge", [],
          "Purge one dead letter, those the filters select, or all with --all.")
-@click.argument("id", required=False)
-@click.option("--all", is_flag=True, help="every dead letter (asks first on a terminal)")
-@filters
-@click.option("--dry-run", is_flag=True, help="say what would be purged")
+@choice("purged", "every dead letter (asks first on a terminal)")
 @click.option("--yes", "-y", is_flag=True,
               help="purge --all without asking (it asks only on a terminal)")
 def _dl_purge(settings: Settings, given: dict[str, Any]) -> int:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,27 +78,32 @@ class Verb:
     output: str = "table"
     by: str = "route"
     body: bool = False
-    route: str | None = None
-    backend: str | None = None
-    reason: str | None = None
-    since: str | None = None
-    until: str | None = None
-    limit: int | None = None
+    filters: dict[str, Any] = field(default_factory=dict)
+    """The :data:`FILTERS` as given (route, backend, reason, since, until, limit; None: not
+    given), the fields of a :class:`Selection` before :func:`selection` parses the times."""
+
+    @classmethod
+    def of(cls, action: str, given: dict[str, Any]) -> Verb:
+        """The verb from a command's options: its own fields, and the filters."""
+        own = {f.name for f in fields(cls)}
+        return cls(action=action, **{k: v for k, v in given.items() if k in own},
+                   filters={k: v for k, v in given.items() if k not in own})
 
     @property
     def filtered(self) -> bool:
-        return any(getattr(self, f) is not None
-                   for f in ("route", "backend", "reason", "since", "until", "limit"))
+        return any(v is not None for v in self.filters.values())
 
 
 def selection(args: Verb, now: float) -> Selection:
     """The filters given, with ``--until`` no later than ``now``: dead letters arriving while a
     verb runs are not selected. ValueError naming the fix on a bad value."""
-    since = parse_when(args.since, now) if args.since else None
-    until = min(parse_when(args.until, now), now) if args.until else now
-    if args.limit is not None and args.limit <= 0:
-        raise ValueError(f"--limit must be a positive integer, got {args.limit}")
-    return Selection(args.route, args.backend, args.reason, since, until, args.limit)
+    given = args.filters
+    since = parse_when(given["since"], now) if given.get("since") else None
+    until = min(parse_when(given["until"], now), now) if given.get("until") else now
+    limit = given.get("limit")
+    if limit is not None and limit <= 0:
+        raise ValueError(f"--limit must be a positive integer, got {limit}")
+    return Selection(**{**given, "since": since, "until": until})
 
 
 def when(ts: float) -> str:

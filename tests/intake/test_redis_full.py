@@ -12,10 +12,9 @@ import requests
 
 from hookfan import keys
 from hookfan.devstack import free_port
-from tests.conftest import route_file
 from tests.stackfixtures import raw_send, send
 from tests.support.procs import Stack, wait_until
-from tests.support.redisproc import RedisProcess
+from tests.support.redisfill import stack_on_own_redis
 
 HOST = "full.example.com"
 BODY = 64_000
@@ -50,14 +49,10 @@ def delivered_indexes(backend: Any) -> list[int]:
 
 
 def test_redis_full_answers_503_loses_nothing_and_recovers(tmp_path: Path, make_backend):
-    redis = RedisProcess(tmp_path / "redis", extra=["--maxmemory-policy", "noeviction"]).start()
     backend = make_backend()
-    routes = tmp_path / "routes"
-    routes.mkdir()
-    route_file(routes, HOST, [backend])
     metrics = free_port()
-    stack = Stack(redis.url, routes, tmp_path / "logs",
-                  app_args=["--metrics-addr", f"127.0.0.1:{metrics}"])
+    redis, stack = stack_on_own_redis(tmp_path, HOST, backend,
+                                      app_args=["--metrics-addr", f"127.0.0.1:{metrics}"])
     client = redis.client()
     try:
         stack.start_operator()
@@ -86,16 +81,12 @@ def test_redis_full_answers_503_loses_nothing_and_recovers(tmp_path: Path, make_
 
 
 def test_max_pending_sheds_load_before_redis_is_full(tmp_path: Path, make_backend):
-    redis = RedisProcess(tmp_path / "redis").start()
     down = make_backend()
     down.stop()  # a closed port: copies stay pending
-    routes = tmp_path / "routes"
-    routes.mkdir()
-    route_file(routes, HOST, [down])
     metrics = free_port()
-    stack = Stack(redis.url, routes, tmp_path / "logs",
-                  app_args=["--metrics-addr", f"127.0.0.1:{metrics}", "--max-pending", "30",
-                            "--workers", "1"])
+    redis, stack = stack_on_own_redis(
+        tmp_path, HOST, down, app_args=["--metrics-addr", f"127.0.0.1:{metrics}",
+                                        "--max-pending", "30", "--workers", "1"])
     try:
         stack.start_operator()
         stack.start_app()

@@ -6,34 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import redis
 import requests
 
 from hookfan.devstack import free_port
-from tests.conftest import route_file
 from tests.stackfixtures import send
-from tests.support.procs import Stack, wait_until
-from tests.support.redisproc import RedisProcess
+from tests.support.procs import wait_until
+from tests.support.redisfill import fill_to_maxmemory, stack_on_own_redis
 
 HOST = "full-worker.example.com"
 SENT = 20
 MARGIN = 512 * 1024
 """Bytes below what Redis holds that its maxmemory is set to once full."""
-
-
-def fill_to_maxmemory(client: redis.Redis, prefix: str = "filler") -> list[str]:
-    """Write filler keys, smaller and smaller, until Redis refuses even a small one: used
-    memory is then over ``maxmemory`` and every write is refused. Their names."""
-    names: list[str] = []
-    for size in (100_000, 1_000, 50):
-        while True:
-            name = f"{prefix}:{len(names)}"
-            try:
-                client.set(name, b"f" * size)
-            except redis.exceptions.OutOfMemoryError:
-                break
-            names.append(name)
-    return names
 
 
 def readyz(port: int) -> int:
@@ -45,8 +28,6 @@ def readyz(port: int) -> int:
 
 def test_a_full_redis_never_kills_a_worker_and_it_drains_once_memory_frees(tmp_path: Path,
                                                                          make_backend):
-    server = RedisProcess(tmp_path / "redis", extra=[
-        "--maxmemory", "30mb", "--maxmemory-policy", "noeviction"]).start()
     status = {"now": 503}
     delivered: set[bytes] = set()
 
@@ -55,12 +36,9 @@ def test_a_full_redis_never_kills_a_worker_and_it_drains_once_memory_frees(tmp_p
             delivered.add(got.body)
         return status["now"], {}
     backend = make_backend(respond=respond)
-    routes = tmp_path / "routes"
-    routes.mkdir()
-    route_file(routes, HOST, [backend])
     health = free_port()
-    stack = Stack(server.url, routes, tmp_path / "logs",
-                  worker_args=["--health-addr", f"127.0.0.1:{health}"])
+    server, stack = stack_on_own_redis(tmp_path, HOST, backend, ["--maxmemory", "30mb"],
+                                       worker_args=["--health-addr", f"127.0.0.1:{health}"])
     client = server.client()
     try:
         stack.start()
