@@ -10,25 +10,22 @@ slow down beside it.
 
 from __future__ import annotations
 
-import json
 import os
 import selectors
 import socket
-import statistics
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.chaos.harness import Sender, marker_of
+from tests.chaos.harness import Sender
 from tests.conftest import route_file
-from tests.stackfixtures import raw_send, send
-from tests.support.backends import Received, RecordingBackend
+from tests.stackfixtures import send
+from tests.support.backends import RecordingBackend
+from tests.support.latency import Arrivals, latencies, p95
 from tests.support.procs import Stack, wait_until
 from tests.support.redisproc import RedisProcess
 
-SAMPLES = 60
 CAP = 2
 
 
@@ -130,31 +127,9 @@ def iso_stack(module_redis: RedisProcess, tmp_path) -> Iterator[Stack]:
     s.stop()
 
 
-def latencies(stack: Stack, host: str, arrived: dict[str, float], tag: str) -> list[float]:
-    """Send SAMPLES webhooks one by one; accept (send start) -> arrival at the backend."""
-    sent: dict[str, float] = {}
-    for i in range(SAMPLES):
-        marker = f"{tag}{i}"
-        sent[marker] = time.time()
-        body = json.dumps({"marker": marker}).encode()
-        assert raw_send(stack.url, host, body).status_code == 202
-        time.sleep(0.05)  # a steady trickle, as webhooks come, not a burst
-    wait_until(lambda: set(sent) <= set(arrived), 60, f"{tag} copies delivered")
-    return [arrived[m] - sent[m] for m in sent]
-
-
-def p95(values: list[float]) -> float:
-    return statistics.quantiles(values, n=20)[-1]
-
-
 def test_timing_out_backend_leaves_healthy_latency_within_2x(iso_stack, make_backend):
-    arrived: dict[str, float] = {}
-
-    def stamp(req: Received, _n: int) -> tuple[int, dict[str, str]]:
-        arrived.setdefault(marker_of(req), time.time())
-        return 200, {}
-
-    healthy: RecordingBackend = make_backend(respond=stamp)
+    arrived = Arrivals()
+    healthy: RecordingBackend = make_backend(respond=arrived)
     other: RecordingBackend = make_backend()
     faulty = Unanswering()
     route_file(iso_stack.routes_dir, "iso-ok.example.com", [healthy], name="ok")
@@ -167,13 +142,13 @@ def test_timing_out_backend_leaves_healthy_latency_within_2x(iso_stack, make_bac
         healthy.wait_for(1)
         # Both phases carry the same side traffic, so they differ only in the fault.
         side = Sender(iso_stack.url, "iso-other.example.com", pace=0.2, retry_cut=False).start()
-        alone = p95(latencies(iso_stack, "iso-ok.example.com", arrived, "alone"))
+        alone = p95(latencies(iso_stack.url, "iso-ok.example.com", arrived, "alone"))
         load = [os.getloadavg()[0]]  # for telling a loaded machine from a slow engine
         side.stop()
         noise = Sender(iso_stack.url, "iso-bad.example.com", pace=0.2, retry_cut=False).start()
         wait_until(lambda: faulty.figures()["open"] >= CAP, 30,
                    f"faulty backend holding {CAP} attempts")
-        beside = p95(latencies(iso_stack, "iso-ok.example.com", arrived, "beside"))
+        beside = p95(latencies(iso_stack.url, "iso-ok.example.com", arrived, "beside"))
         load.append(os.getloadavg()[0])
         # Keep the faulty backend busy through three rounds of timed-out attempts (each round
         # ends when the worker's 10 s deadline closes its connections and the next claim opens

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -57,6 +58,9 @@ class RecordingBackend:
     received: list[Received] = field(default_factory=list)
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _server: ThreadingHTTPServer | None = None
+    answer_after: float = 0.0
+    """Seconds each answer is held back once the request was recorded (a slow backend).
+    Held outside the lock, so held answers overlap and arrivals are recorded meanwhile."""
 
     @property
     def url(self) -> str:
@@ -81,6 +85,8 @@ class RecordingBackend:
                     status, headers = backend.respond(got, len(backend.received))
                     backend.received.append(got)
                     backend._cond.notify_all()
+                if backend.answer_after:
+                    time.sleep(backend.answer_after)  # the backend's work: answering late
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)

@@ -89,7 +89,7 @@ class Stack:
     def __init__(self, redis_url: str, routes_dir: Path, log_dir: Path,
                  worker_args: list[str] | None = None, app_args: list[str] | None = None,
                  env: dict[str, str] | None = None,
-                 client: redis.Redis | None = None) -> None:
+                 client: redis.Redis | None = None, default_delivery: bool = False) -> None:
         self.redis_url = redis_url
         self.client = client or redis.Redis.from_url(redis_url)
         """How the test reaches the stack's Redis (through Sentinel, say)."""
@@ -99,6 +99,9 @@ class Stack:
         self.worker_args = worker_args or []
         self.app_args = app_args or []
         self.env = env or {}
+        self.default_delivery = default_delivery
+        """Start workers with hookfan's own delivery defaults (only ``worker_args`` added), not
+        the quick ones tests use (2 processes, 2 s attempts, retries within a second)."""
         self.procs: dict[str, HookfanProcess] = {}
 
     @property
@@ -125,9 +128,10 @@ class Stack:
         return p
 
     def start_worker(self, name: str = "worker") -> HookfanProcess:
-        return self._spawn(name, ["worker", "--concurrency", "2", "--min-retry-delay", "100ms",
-                                  "--max-retry-delay", "1s",
-                                  "--delivery-timeout", "2s", *self.worker_args])
+        quick = [] if self.default_delivery else [
+            "--concurrency", "2", "--min-retry-delay", "100ms", "--max-retry-delay", "1s",
+            "--delivery-timeout", "2s"]
+        return self._spawn(name, ["worker", *quick, *self.worker_args])
 
     def start(self) -> Stack:
         try:
