@@ -166,11 +166,12 @@ class Backends:
 
 
 class RedisServer:
-    def __init__(self, name: str, workdir: Path, logdir: Path) -> None:
+    def __init__(self, name: str, workdir: Path, logdir: Path,
+                 appendfsync: str = "always") -> None:
         self.port = free_port()
         data = workdir / name
         data.mkdir(parents=True, exist_ok=True)
-        self.proc = Proc(name, redis_args(self.port, str(data), "always") +
+        self.proc = Proc(name, redis_args(self.port, str(data), appendfsync) +
                          ["--loglevel", "warning"], logdir)
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.client = redis.Redis.from_url(self.url)
@@ -224,13 +225,16 @@ class Hookfan(System):
     """The Celery queue of ``hookfan.deliver`` messages and kombu's bookkeeping of the ones a
     worker holds (both outside the ``hookfan:`` prefix)."""
 
-    def __init__(self, workdir: Path, logdir: Path) -> None:
+    def __init__(self, workdir: Path, logdir: Path, appendfsync: str = "always") -> None:
+        """``appendfsync`` other than ``always`` starts the app with ``--allow-unsafe-redis``
+        (for measuring what the fsync costs, never for the bench's figures)."""
         self.logdir = logdir
-        self.redis = RedisServer("redis-hookfan", workdir, logdir)
+        self.redis = RedisServer("redis-hookfan", workdir, logdir, appendfsync)
         self.store = Store(self.redis.client)
         self.port = free_port()
-        self.app = Proc("hookfan-app", self._cli("app", "--http-addr", f"127.0.0.1:{self.port}"),
-                        logdir)
+        unsafe = [] if appendfsync == "always" else ["--allow-unsafe-redis"]
+        self.app = Proc("hookfan-app", self._cli("app", "--http-addr", f"127.0.0.1:{self.port}",
+                                                 *unsafe), logdir)
         wait_port(self.port)
 
     def _cli(self, *args: str) -> list[str]:
