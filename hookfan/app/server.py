@@ -28,6 +28,7 @@ from hookfan.health import HealthServer, RedisCheck
 from hookfan.store import Store, connect
 
 from . import create_app
+from .balance import RECHECK, Balance
 from .deadline import DeadlineSocket, RequestTimeout
 from .intake import RAW_HEADERS, Intake
 
@@ -74,7 +75,43 @@ class IntakeWorker(ThreadWorker):  # type: ignore[misc]
     read_timeout = 10.0
     write_timeout = 10.0
 
+    @property
+    def worker_connections(self) -> int:
+        """gunicorn's loop polls the listening socket while its connections are below this:
+        the configured limit, or what it holds now while :mod:`.balance` says another worker
+        should take the next one."""
+        balance = self.app.balance
+        if balance is not None and not balance.may_accept(self.nr_conns):
+            if not self._recheck_due:  # wake the loop to look again (it may sleep 1 s)
+                self._recheck_due = True
+                timer = threading.Timer(RECHECK, self.method_queue.defer, (self._rechecked,))
+                timer.daemon = True
+                timer.start()
+            return int(self.nr_conns)
+        return self._max_connections
+
+    @worker_connections.setter
+    def worker_connections(self, value: int) -> None:
+        self._max_connections = value
+
+    _recheck_due = False
+
+    def _rechecked(self) -> None:
+        self._recheck_due = False
+
+    def handle_exit(self, sig: Any, frame: Any) -> None:
+        if self.app.balance is not None:
+            self.app.balance.leave()  # no other worker holds back for this one any more
+        super().handle_exit(sig, frame)
+
+    def handle_quit(self, sig: Any, frame: Any) -> None:
+        if self.app.balance is not None:
+            self.app.balance.leave()
+        super().handle_quit(sig, frame)
+
     def init_process(self) -> None:
+        if self.app.balance is not None:
+            self.app.balance.join()
         self._local = threading.local()
         self.read_timeout = self.app.settings.intake.proxy_read_timeout
         self.write_timeout = self.app.settings.intake.proxy_write_timeout
@@ -195,6 +232,9 @@ class IntakeServer(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: Settings, extra: dict[str, Any] | None = None) -> None:
         self.settings = settings
         self.extra = extra or {}
+        workers = int(self.extra.get("workers", settings.intake.workers))
+        self.balance = Balance(workers) if workers > 1 else None
+        """Connections held per worker process, shared by all of them (:mod:`.balance`)."""
         super().__init__()
 
     def load_config(self) -> None:
