@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,8 @@ ROUTE_KEY = "hookfan.route"
 """WSGI environ key where the intake leaves the ``route`` label of a request."""
 BODY_KEY = "hookfan.body_bytes"
 """WSGI environ key where the intake leaves the size of the body it read."""
+TIMER_KEY = "hookfan.metrics_started"
+"""WSGI environ key: ``time.perf_counter()`` when the request reached the app."""
 NO_ROUTE = "none"
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -137,22 +140,31 @@ def install_app(app: Flask) -> None:
     from prometheus_client import Counter, Histogram
     from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics
 
-    metrics = GunicornPrometheusMetrics(app, export_defaults=False)
-
-    def status(resp: Response) -> int:
-        return resp.status_code
-
-    def route(_: Any) -> str:
-        return str(request.environ.get(ROUTE_KEY, NO_ROUTE))
-
-    metrics.register_default(
-        metrics.counter("hookfan_http_requests_total", "Intake requests answered, by status "
-                        "and matched route.", labels={"status": status, "route": route}),
-        metrics.histogram("hookfan_http_request_duration_seconds", "Time to answer an intake "
-                          "request.", labels={"status": status}, buckets=LATENCY_BUCKETS),
-        app=app)
+    GunicornPrometheusMetrics(app, export_defaults=False)
+    # The two per-request metrics are recorded here rather than with the exporter's
+    # counter/histogram decorators, which inspect each label function's signature on every
+    # request (inspect.getfullargspec, three times): ~70 -> ~25 us of CPU per request for the
+    # metrics (in process, 3,000 calls of the intake app on a real Redis; a throwaway script).
+    answered = Counter("hookfan_http_requests_total", "Intake requests answered, by status and "
+                       "matched route.", ["status", "route"], registry=None)
+    duration = Histogram("hookfan_http_request_duration_seconds", "Time to answer an intake "
+                         "request.", ["status"], buckets=LATENCY_BUCKETS, registry=None)
     body = Histogram("hookfan_http_request_body_bytes", "Size of intake request bodies read.",
                      buckets=BYTES_BUCKETS, registry=None)
+
+    @app.before_request
+    def _started() -> None:
+        request.environ[TIMER_KEY] = time.perf_counter()
+
+    @app.after_request
+    def _answered(resp: Response) -> Response:
+        environ = request.environ
+        status = resp.status_code
+        started = environ.get(TIMER_KEY)
+        if started is not None:
+            duration.labels(status).observe(time.perf_counter() - started)
+        answered.labels(status, environ.get(ROUTE_KEY, NO_ROUTE)).inc()
+        return resp
 
     rejected = Counter("hookfan_intake_rejected_total", "Intake requests answered 503 without "
                        "storing them, by reason: redis_full (Redis at maxmemory), max_pending "
