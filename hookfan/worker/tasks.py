@@ -99,6 +99,9 @@ class Courier:
         self.on_stale = on_stale
         self.tracing = tracing or Tracing()
         self._pool: ThreadPoolExecutor | None = None
+        self._slow: set[str] = set()
+        """Backends whose last batch in this process had an answer slower than :data:`SLOW`:
+        their next batch goes out concurrently from its first copy."""
         self.stopping = stopping
         """True once the worker began a warm shutdown: finish the batch, claim no more."""
 
@@ -142,12 +145,14 @@ class Courier:
     def _send(self, url: str, batch: Batch, lease_end: float) -> list[Attempt]:
         """Send the batch's copies: one after another while answers come fast (threads only
         pay off against a slow backend), then, after an attempt slower than :data:`SLOW`, the
-        rest on up to ``batch.senders`` threads at once."""
+        rest on up to ``batch.senders`` threads at once. A backend that was slow in its last
+        batch gets the threads from the first copy (else each batch of a backend answering in
+        8 s would take 16 s: its first copy alone, then the rest)."""
         requests = self.schedule.requests(c.request_id for c in batch.copies)
         out: list[Attempt] = []
         copies = batch.copies
         i = 0
-        while i < len(copies):
+        while i < len(copies) and url not in self._slow:
             copy = copies[i]
             out.append(self._attempt(url, copy, requests.get(copy.request_id), lease_end))
             i += 1
@@ -171,6 +176,10 @@ class Courier:
             pool = self._threads()
             for f in [pool.submit(sender) for _ in range(n)]:
                 f.result()
+        if any(a.took > SLOW for a in out):
+            self._slow.add(url)
+        else:
+            self._slow.discard(url)
         return out
 
     def _threads(self) -> ThreadPoolExecutor:

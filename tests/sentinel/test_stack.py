@@ -93,6 +93,8 @@ def test_a_failover_under_traffic_loses_no_202_given_once_the_new_primary_is_kno
     through = Sender(stack.url, HOST, threads=2, pace=0.1, prefix="through").start()
     try:
         through.wait_accepted(10)
+        for b in targets:  # the worker delivers (it may still be starting on a loaded machine)
+            b.wait_for(1, timeout=60)
         old, new, took = rig.failover()
         after = Sender(stack.url, HOST, threads=2, pace=0.1, prefix="after").start()
         try:
