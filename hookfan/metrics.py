@@ -33,8 +33,9 @@ ROUTE_KEY = "hookfan.route"
 """WSGI environ key where the intake leaves the ``route`` label of a request."""
 BODY_KEY = "hookfan.body_bytes"
 """WSGI environ key where the intake leaves the size of the body it read."""
-TIMER_KEY = "hookfan.metrics_started"
-"""WSGI environ key: ``time.perf_counter()`` when the request reached the app."""
+STARTED_KEY = "hookfan.started"
+"""WSGI environ key: ``time.monotonic()`` when the request reached the app (set by the intake's
+request log, read by it and by the duration histogram)."""
 NO_ROUTE = "none"
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -152,18 +153,17 @@ def install_app(app: Flask) -> None:
     body = Histogram("hookfan_http_request_body_bytes", "Size of intake request bodies read.",
                      buckets=BYTES_BUCKETS, registry=None)
 
-    @app.before_request
-    def _started() -> None:
-        request.environ[TIMER_KEY] = time.perf_counter()
-
     @app.after_request
     def _answered(resp: Response) -> Response:
         environ = request.environ
         status = resp.status_code
-        started = environ.get(TIMER_KEY)
+        started = environ.get(STARTED_KEY)
         if started is not None:
-            duration.labels(status).observe(time.perf_counter() - started)
+            duration.labels(status).observe(time.monotonic() - started)
         answered.labels(status, environ.get(ROUTE_KEY, NO_ROUTE)).inc()
+        size = environ.get(BODY_KEY)
+        if size is not None:
+            body.observe(size)
         return resp
 
     rejected = Counter("hookfan_intake_rejected_total", "Intake requests answered 503 without "
@@ -181,13 +181,6 @@ def install_app(app: Flask) -> None:
     if intake is not None:
         intake.rejected = lambda reason: rejected.labels(reason).inc()
         intake.unacknowledged = unacknowledged.inc
-
-    @app.after_request
-    def _body_size(resp: Response) -> Response:
-        size = request.environ.get(BODY_KEY)
-        if size is not None:
-            body.observe(size)
-        return resp
 
 
 def gunicorn_hooks(addr: tuple[str, int]) -> dict[str, Any]:

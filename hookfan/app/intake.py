@@ -15,7 +15,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from hookfan import keys
 from hookfan.envelope import REQUEST_HEADER, StoredRequest
-from hookfan.metrics import BODY_KEY, NO_ROUTE, ROUTE_KEY, route_label
+from hookfan.metrics import BODY_KEY, NO_ROUTE, ROUTE_KEY, STARTED_KEY, route_label
 from hookfan.routes import Backend, normalize_host, request_host
 from hookfan.store import OverQuota, Quota, Store, accepted, is_oom
 from hookfan.tracing import Tracing
@@ -146,22 +146,19 @@ def refuse(method: str, transfer_encoding: str | None) -> Response | None:
     return None
 
 
-STARTED = "hookfan.started"
-
-
 def install_request_log(app: Flask) -> None:
     """One record per answered request: status, matched route, request id, body size and
     duration. Never the path, query, headers or body, which may carry secrets."""
     @app.before_request
     def _start() -> None:
-        request.environ[STARTED] = time.monotonic()
+        request.environ[STARTED_KEY] = time.monotonic()
 
     @app.after_request
     def _answered(resp: Response) -> Response:
         if not log.isEnabledFor(logging.INFO):
             return resp
         environ = request.environ
-        started = environ.get(STARTED) or time.monotonic()
+        started = environ.get(STARTED_KEY) or time.monotonic()
         log.info("request answered", extra={
             "status": resp.status_code, "method": environ.get("REQUEST_METHOD"),
             "route": environ.get(ROUTE_KEY, NO_ROUTE),

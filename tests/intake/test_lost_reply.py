@@ -53,16 +53,24 @@ def stored_requests(client: redis.Redis) -> set[bytes]:
     return set(client.scan_iter(keys.REQUEST + "*", _type="hash"))
 
 
-def test_reply_lost_after_commit_is_answered_202_once(rig):
+def send_through(rig, fault: str, body: bytes):  # type: ignore[no-untyped-def]
+    """Send one webhook with the proxy armed for ``fault``: (requests stored before, the
+    answer, seconds it took). Asserts the fault happened."""
     app, proxy, client = rig
     before = stored_requests(client)
-    proxy.arm("drop_reply")
+    proxy.arm(fault)
     started = time.monotonic()
-    resp = raw_send(app.url, HOST, b'{"lost": "reply"}')
+    resp = raw_send(app.url, HOST, body)
     assert proxy.fired.is_set()
+    return before, resp, time.monotonic() - started
+
+
+def test_reply_lost_after_commit_is_answered_202_once(rig):
+    app, proxy, client = rig
+    before, resp, took = send_through(rig, "drop_reply", b'{"lost": "reply"}')
     assert proxy.dropped_reply in (b"$-1\r\n", b"_\r\n")  # a nil reply: Redis stored it
     assert resp.status_code == 202, resp.text
-    assert time.monotonic() - started < 2.0
+    assert took < 2.0
     rid = resp.json()["id"]
     assert request_stored(client, rid)
     assert stored_requests(client) - before == {keys.request(rid).encode()}
@@ -75,13 +83,9 @@ def test_call_that_never_reached_redis_is_fenced_and_written_again_under_a_new_i
     nothing, fences that id, and the intake writes once more under a new id: one 202, one
     request stored."""
     app, proxy, client = rig
-    before = stored_requests(client)
-    proxy.arm("swallow")
-    started = time.monotonic()
-    resp = raw_send(app.url, HOST, b'{"lost": "call"}')
-    assert proxy.fired.is_set()
+    before, resp, took = send_through(rig, "swallow", b'{"lost": "call"}')
     assert resp.status_code == 202, resp.text
-    assert time.monotonic() - started < 2.0
+    assert took < 2.0
     rid = resp.json()["id"]
     assert stored_requests(client) - before == {keys.request(rid).encode()}
     fences = list(client.scan_iter(keys.FENCE + "*"))
@@ -102,10 +106,7 @@ def test_twice_lost_is_answered_503_and_stores_nothing(rig):
 
 def test_call_landing_after_the_look_stores_nothing(rig):
     app, proxy, client = rig
-    before = stored_requests(client)
-    proxy.arm("hold")
-    resp = raw_send(app.url, HOST, b'{"late": "call"}')
-    assert proxy.fired.is_set()
+    before, resp, _ = send_through(rig, "hold", b'{"late": "call"}')
     assert resp.status_code == 202  # written again under a new id
     rid = resp.json()["id"]
     assert proxy.release().endswith(b"fenced\r\n")  # Redis ran it only now: it wrote nothing
