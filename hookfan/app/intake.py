@@ -236,6 +236,8 @@ class Intake:
             drain(environ, limit)
             return error(400, "missing or invalid Host header")
         table = self.routes.table()
+        if table is None or route_key not in table.routes:
+            table = self.routes.fresher()  # published since the last poll?
         if table is None:
             drain(environ, limit)
             return error(503, "no route table loaded yet; is the operator running?",
