@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         app.durability = DurabilityCheck(connect(settings.redis, timeout=1.0),
                                          settings.redis.allow_unsafe, "app").start()
     app.config["MAX_CONTENT_LENGTH"] = settings.intake.body_size_limit
-    routes = RouteCache(store)
+    routes = RouteCache(store, quick=lookup)
     app.view_functions["intake"] = Intake(store, routes, settings.intake.proxy_write_timeout,
                                           dedupe_headers=settings.intake.dedupe_headers,
                                           dedupe_window=settings.intake.dedupe_window,

@@ -278,6 +278,10 @@ class IntakeServer(BaseApplication):  # type: ignore[misc]
         intake.tracing = tracing.setup(self.settings.otel, "app")  # in the worker: after fork
         if self.settings.metrics_addr is not None:
             metrics.install_app(app)
+        # Routes loaded as the process boots, not by its first request: a process that gets
+        # no request before Redis goes away still routes (and answers 503 "storage
+        # unavailable" rather than "no route table").
+        app.extensions["hookfan.routes"].start()
         return app
 
 

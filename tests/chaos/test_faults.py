@@ -180,9 +180,8 @@ def test_redis_down_at_intake_answers_503_with_retry_after_within_2s(chaos_stack
         assert s.accepted == set() and set(s.statuses) == {503}
     # Redis answers again: the intake accepts again, and every webhook accepted before the
     # outage (stored, AOF) or after it reaches the backend; none refused during it does.
-    # Each gunicorn process recovers on its own: one that took no request before the outage
-    # loads the route table only once Redis answers (within its 250 ms poll), so wait for
-    # four 202s in a row rather than expect them right after the first.
+    # Each gunicorn process recovers on its own (its next write, or its 250 ms poll), so
+    # wait for four 202s in a row rather than expect them right after the first.
     wait_until(lambda: all(warm.send_one(f"back{warm.sent}") == 202 for _ in range(4)),
                timeout=30, what="the intake accepting again, four in a row")
     wait_delivered([a], warm.accepted)
