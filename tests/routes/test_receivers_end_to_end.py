@@ -119,13 +119,19 @@ def test_an_await_all_mode_is_kept_and_answered_202_for_now(stack, make_backend)
     assert listed == {"route": "receiver:ci/report", "mode": "AwaitAllReport", "timeout": 3.0,
                       "bodySizeLimit": 0, "suspended": False,
                       "targets": [f"http://127.0.0.1:{a.port}/"]}
+    out = subprocess.run([sys.executable, "-m", "hookfan.cli", "routes", "--redis-url",
+                          stack.redis_url], capture_output=True, text=True,
+                         env=dict(os.environ), timeout=30, check=True)
+    (row,) = [line.split() for line in out.stdout.splitlines() if path in line]
+    assert row == [path, "receiver:ci/report", "AwaitAllReport", f"http://127.0.0.1:{a.port}/"]
     assert len(a.wait_for(1)) == 1
 
 
 def test_derived_paths_are_stable_keyed_and_well_formed() -> None:
     one = derived_path("ci", "github", "")
     assert one == derived_path("ci", "github", "")
-    assert one != derived_path("ci", "gitlab", "") != derived_path("ci", "github", "k")
+    assert one != derived_path("ci", "gitlab", "")
+    assert one != derived_path("ci", "github", "k")
     assert len(one) == len("/hooks/") + 32 and one[7:].isalnum() and one[7:].isascii()
 
 
