@@ -159,11 +159,20 @@ def _routes(settings: Settings, given: dict[str, Any]) -> int:
     if given["output"] == "json":
         print(json.dumps({"version": table.version, "routes": {
             h: [{"route": b.route, "backend": b.url} for b in bs]
-            for h, bs in table.routes.items()}}, indent=2))
+            for h, bs in table.routes.items()}, "receivers": {
+            p: {"route": r.route, "mode": r.mode, "timeout": r.timeout,
+                "bodySizeLimit": r.body_limit, "suspended": r.suspended,
+                "targets": [b.url for b in r.backends]}
+            for p, r in table.receivers.items()}}, indent=2))
         return 0
     print(f"version {table.version}")
     print(dltool.table(["HOST", "ROUTE", "BACKEND"],
                        [[h, b.route, b.url] for h, bs in table.routes.items() for b in bs]))
+    if table.receivers:
+        print(dltool.table(["PATH", "ROUTE", "MODE", "TARGET"], [
+            [p, r.route, r.mode + (" (suspended)" if r.suspended else ""), url]
+            for p, r in table.receivers.items()
+            for url in [b.url for b in r.backends] or ["(none ready)"]]))
     return 0
 
 

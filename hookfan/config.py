@@ -340,6 +340,12 @@ class OperatorSettings:
     status_interval: float = 30.0
     """How often the leader writes delivery figures into RequestClone status (and rescans
     the backlog, at least every 5 s, for the backlog gauges)."""
+    receiver_cross_namespace: bool = True
+    """Whether a Receiver's namespaceSelector may reach namespaces other than its own (the
+    Go controller's behaviour); false keeps tenants apart (docs/security.md)."""
+    receiver_path_key: str = ""
+    """File source only: the HMAC key of the webhook path derived for a Receiver whose file
+    sets no ``status.webhookPath``. Empty: anyone who knows namespace/name can compute it."""
 
 
 @dataclass(frozen=True)
@@ -548,6 +554,10 @@ OPERATOR = (
     Flag("service-alias", "operator.service_aliases", parse_aliases, "NAME=HOST:PORT,..."),
     Flag("poll-interval", "operator.poll_interval", parse_duration, "file source poll interval"),
     Flag("host-policy", "operator.host_policy", _host_policy, "namespace or shared"),
+    Flag("receiver-cross-namespace", "operator.receiver_cross_namespace", parse_bool,
+         "false: a Receiver's namespaceSelector reaches only its own namespace"),
+    Flag("receiver-path-key", "operator.receiver_path_key", str,
+         "file source: HMAC key for Receiver paths not set in the file"),
     Flag("kubeconfig", "operator.kubeconfig", str, "kubeconfig file (default: in-cluster)"),
     Flag("insecure-kubeconfig-exec", "operator.insecure_kubeconfig_exec", parse_bool,
          "allow exec credential plugins"),

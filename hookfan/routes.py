@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, order=True)
@@ -16,17 +17,57 @@ class Backend:
     """Base URL of the backend, ``http://host:port``; the request's path is appended."""
 
 
+RECEIVER_ROUTE = "receiver:"
+"""Prefix of a Receiver's route label (``receiver:namespace/name``): a RequestClone and a
+Receiver of the same namespace/name never share delivery figures or metrics."""
+RESPONSE_TYPES = ("Async", "AwaitAllPreferSuccessful", "AwaitAllPreferFailed", "AwaitAllReport")
+
+
+@dataclass(frozen=True)
+class PathRoute:
+    """A Receiver as the intake serves it, under its webhook path."""
+
+    route: str
+    """``receiver:namespace/name``."""
+    backends: tuple[Backend, ...] = ()
+    """One per resolved target; each URL ends with the target's path (``http://h:p/x``), to
+    which the worker sends the copy with the request's query string."""
+    mode: str = "Async"
+    """``spec.responseType``, kept as written; every mode is answered 202 for now."""
+    timeout: float = 10.0
+    """``spec.timeout`` in seconds (for the answer modes; delivery uses --delivery-timeout)."""
+    body_limit: int = 0
+    """``spec.bodySizeLimit`` in bytes; 0: the app's --body-size-limit."""
+    suspended: bool = False
+    """``spec.suspend``: the intake answers 503 with Retry-After."""
+
+    def to_list(self) -> list[object]:
+        return [self.route, [[b.route, b.url] for b in self.backends], self.mode,
+                self.timeout, self.body_limit, self.suspended]
+
+    @classmethod
+    def from_list(cls, item: list[Any]) -> PathRoute:
+        route, pairs, mode, timeout, limit, suspended = item
+        return cls(str(route), tuple(Backend(r, u) for r, u in pairs), str(mode),
+                   float(timeout), int(limit), bool(suspended))
+
+
 @dataclass(frozen=True)
 class RouteTable:
     version: int = 0
     routes: Mapping[str, tuple[Backend, ...]] = field(default_factory=dict)
     """Normalised host -> backends, each backend once, in a stable order."""
+    receivers: Mapping[str, PathRoute] = field(default_factory=dict)
+    """Webhook path (``/hooks/...``) -> the Receiver served there."""
 
     def to_json(self) -> str:
-        return json.dumps({
+        data: dict[str, object] = {
             "version": self.version,
             "routes": {h: [[b.route, b.url] for b in bs] for h, bs in sorted(self.routes.items())},
-        })
+        }
+        if self.receivers:  # absent when there are none: the table tables had before
+            data["receivers"] = {p: r.to_list() for p, r in sorted(self.receivers.items())}
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> RouteTable:
@@ -34,7 +75,8 @@ class RouteTable:
         return cls(version=int(data["version"]), routes={
             host: tuple(Backend(route, url) for route, url in pairs)
             for host, pairs in data["routes"].items()
-        })
+        }, receivers={p: PathRoute.from_list(r)
+                      for p, r in (data.get("receivers") or {}).items()})
 
 
 def normalize_host(host: str) -> str:
@@ -90,9 +132,18 @@ def match(table: RouteTable, host: str | None) -> tuple[Backend, ...]:
     return () if key is None else table.routes.get(key, ())
 
 
-def build_table(entries: list[tuple[str, Backend]], version: int) -> RouteTable:
-    """A table from (host, backend) pairs: hosts normalised, duplicate backends dropped."""
+def build_table(entries: list[tuple[str, Backend]], version: int,
+                receivers: Mapping[str, PathRoute] | None = None) -> RouteTable:
+    """A table from (host, backend) pairs: hosts normalised, duplicate backends dropped;
+    ``receivers`` (webhook path -> Receiver) as given."""
     grouped: dict[str, set[Backend]] = {}
     for host, backend in entries:
         grouped.setdefault(normalize_host(host), set()).add(backend)
-    return RouteTable(version, {h: tuple(sorted(bs)) for h, bs in sorted(grouped.items())})
+    return RouteTable(version, {h: tuple(sorted(bs)) for h, bs in sorted(grouped.items())},
+                      dict(sorted((receivers or {}).items())))
+
+
+def target_url(base: str, path: str) -> str:
+    """A Receiver target's backend URL: ``base`` (``http://host:port``) and the target's path,
+    which always starts with ``/`` (``""`` and ``"x"`` become ``/`` and ``/x``)."""
+    return base + (path if path.startswith("/") else "/" + path)

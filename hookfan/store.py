@@ -145,7 +145,7 @@ class Store:
     def publish_routes(self, table: RouteTable) -> int:
         """Write the whole table with a new version in one transaction; returns the version."""
         version = int(self.r.incr(keys.ROUTES_VERSION))
-        published = RouteTable(version, table.routes)
+        published = RouteTable(version, table.routes, table.receivers)
         pipe = self.r.pipeline(transaction=True)
         pipe.set(keys.ROUTES, published.to_json())
         pipe.set(keys.ROUTES_VERSION, version)

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 RAW_HEADERS = "hookfan.raw_headers"
 """WSGI environ key where hookfan's gunicorn worker puts the headers as received."""
 RETRY_AFTER = "5"
+SUSPENDED_RETRY_AFTER = "60"
+"""Seconds a sender is asked to wait before retrying a suspended Receiver: a suspension is
+an operator's decision, usually longer than a Redis hiccup."""
 REFUSED_METHODS = frozenset({"CONNECT", "TRACE"})
 """Never forwarded: CONNECT asks for a tunnel, TRACE echoes the request (headers included)."""
 ALLOW = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -236,16 +239,31 @@ class Intake:
             drain(environ, limit)
             return error(400, "missing or invalid Host header")
         table = self.routes.table()
-        if table is None or route_key not in table.routes:
+        path = environ.get("PATH_INFO", "")
+        if table is None or (route_key not in table.routes and path not in table.receivers):
             table = self.routes.fresher()  # published since the last poll?
         if table is None:
             drain(environ, limit)
             return error(503, "no route table loaded yet; is the operator running?",
                          **{"Retry-After": RETRY_AFTER})
         backends = table.routes.get(route_key, ())
+        # One dict look for a table with Receivers, none without: host routing costs the same.
+        receiver = table.receivers.get(path) if table.receivers else None
+        if receiver is not None:
+            if receiver.suspended:
+                environ[ROUTE_KEY] = receiver.route
+                drain(environ, limit)
+                return error(503, "this Receiver is suspended (spec.suspend)",
+                             **{"Retry-After": SUSPENDED_RETRY_AFTER})
+            backends += receiver.backends
+            if receiver.body_limit:
+                limit = min(limit, receiver.body_limit) if limit else receiver.body_limit
         environ[ROUTE_KEY] = route_label([b.route for b in backends])
         if not backends:
             drain(environ, limit)
+            if receiver is not None:
+                return error(503, "no target of this Receiver is ready (see its status)",
+                             **{"Retry-After": RETRY_AFTER})
             return error(503, "no RequestClone matches this host")
         try:
             body = read_body(environ, limit)

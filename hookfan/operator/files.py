@@ -1,4 +1,4 @@
-"""The file source: RequestClones read from a directory of YAML files.
+"""The file source: RequestClones and Receivers read from a directory of YAML files.
 
 ``DIR/*.yaml`` documents take their namespace from ``metadata.namespace`` (default ``default``);
 ``DIR/<namespace>/*.yaml`` documents take it from the sub-directory unless they name one.
@@ -9,15 +9,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from hookfan.config import SettingsError
-from hookfan.routes import Backend
+from hookfan.routes import Backend, PathRoute, target_url
 
+from . import receivermodel
 from .model import InvalidSpec, RequestClone, is_request_clone, parse
+from .receivermodel import Receiver
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +81,9 @@ def fingerprint(root: Path) -> str:
     return h.hexdigest()
 
 
-def load(root: Path) -> tuple[list[RequestClone], list[Rejected]]:
-    """Every valid RequestClone under ``root``, and what was skipped and why. Never raises
-    for bad content: an unreadable file or bad YAML is a :class:`Rejected` entry. Raises
-    OSError when the directory cannot be listed."""
-    clones: list[RequestClone] = []
-    rejected: list[Rejected] = []
+def _documents(root: Path, rejected: list[Rejected]) -> Iterator[tuple[Path, str, Any]]:
+    """(file, namespace, document) of every YAML document under ``root``; a file that cannot
+    be read or parsed is added to ``rejected``. Raises OSError when ``root`` cannot be listed."""
     for path in _files(root):
         namespace = path.parent.name if path.parent != root else "default"
         try:
@@ -92,27 +93,77 @@ def load(root: Path) -> tuple[list[RequestClone], list[Rejected]]:
             rejected.append(Rejected(str(path), "", f"unreadable YAML: {type(exc).__name__}"))
             continue
         for doc in docs:
-            if not is_request_clone(doc):
-                continue
-            name = str((doc.get("metadata") or {}).get("name", "")) if isinstance(
-                doc.get("metadata"), dict) else ""
-            try:
-                clones.append(parse(doc, namespace))
-            except InvalidSpec as exc:
-                rejected.append(Rejected(str(path), name, str(exc)))
+            yield path, namespace, doc
+
+
+def _name(doc: dict[str, Any]) -> str:
+    meta = doc.get("metadata")
+    return str(meta.get("name", "")) if isinstance(meta, dict) else ""
+
+
+def load(root: Path) -> tuple[list[RequestClone], list[Rejected]]:
+    """Every valid RequestClone under ``root``, and what was skipped and why. Never raises
+    for bad content: an unreadable file or bad YAML is a :class:`Rejected` entry. Raises
+    OSError when the directory cannot be listed."""
+    clones: list[RequestClone] = []
+    rejected: list[Rejected] = []
+    for path, namespace, doc in _documents(root, rejected):
+        if not is_request_clone(doc):
+            continue
+        try:
+            clones.append(parse(doc, namespace))
+        except InvalidSpec as exc:
+            rejected.append(Rejected(str(path), _name(doc), str(exc)))
     return clones, rejected
+
+
+def load_receivers(root: Path) -> tuple[list[Receiver], list[Rejected]]:
+    """Every valid Receiver under ``root`` (as :func:`load` for RequestClones; unreadable
+    files are reported by :func:`load`, not again here). Raises OSError as :func:`load`."""
+    receivers: list[Receiver] = []
+    rejected: list[Rejected] = []
+    for path, namespace, doc in _documents(root, []):
+        if not receivermodel.is_receiver(doc):
+            continue
+        try:
+            receivers.append(receivermodel.parse(doc, namespace))
+        except InvalidSpec as exc:
+            rejected.append(Rejected(str(path), _name(doc), str(exc)))
+    return receivers, rejected
+
+
+def _base(service: str, port: int | str, where: str, aliases: dict[str, str]) -> str:
+    """``http://<service>:<port>``, or the alias given for ``service`` (dev stack); raises
+    InvalidSpec for a port name other than http."""
+    if service in aliases:
+        return f"http://{aliases[service]}"
+    if isinstance(port, str):
+        if port not in NAMED_PORTS:
+            raise InvalidSpec(f"{where}: port name {port!r} cannot be resolved without "
+                              "Kubernetes; use a number or 'http'")
+        port = NAMED_PORTS[port]
+    return f"http://{service}:{port}"
+
+
+def receiver_route(rcv: Receiver, aliases: dict[str, str]) -> PathRoute:
+    """What the intake serves for a file's Receiver: each target at
+    ``http://<service.name>:<port><path>``; a port given by neither name nor number is 80.
+    Raises InvalidSpec for a namespaceSelector (it needs Kubernetes) or a port name other
+    than http."""
+    backends = []
+    for i, t in enumerate(rcv.targets):
+        if t.selector is not None:
+            raise InvalidSpec(f"spec.targets.{i}.namespaceSelector: needs the Kubernetes API; "
+                              "the file source sends to the Service in the file's namespace")
+        base = _base(t.service_name, t.port or "http", f"spec.targets.{i}.service.port",
+                     aliases)
+        backends.append(Backend(rcv.route, target_url(base, t.path)))
+    return PathRoute(rcv.route, tuple(sorted(set(backends))), rcv.mode, rcv.timeout,
+                     rcv.body_limit, rcv.suspended)
 
 
 def backend_for(clone: RequestClone, aliases: dict[str, str]) -> Backend:
     """``http://<serviceName>:<port>``; raises InvalidSpec for a port name other than http.
     An alias (dev stack) replaces ``serviceName:port`` with a reachable ``host:port``."""
-    route = clone.key
-    if clone.service_name in aliases:
-        return Backend(route, f"http://{aliases[clone.service_name]}")
-    port = clone.service_port
-    if isinstance(port, str):
-        if port not in NAMED_PORTS:
-            raise InvalidSpec(f"spec.backend.servicePort: port name {port!r} cannot be resolved "
-                              "without Kubernetes; use a number or 'http'")
-        port = NAMED_PORTS[port]
-    return Backend(route, f"http://{clone.service_name}:{port}")
+    return Backend(clone.key, _base(clone.service_name, clone.service_port,
+                                    "spec.backend.servicePort", aliases))

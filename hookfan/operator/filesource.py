@@ -9,13 +9,22 @@ from pathlib import Path
 import redis
 
 from hookfan.config import Settings
-from hookfan.routes import Backend, RouteTable, build_table
+from hookfan.routes import Backend, PathRoute, RouteTable, build_table
 from hookfan.store import Store
 
 from . import serving
 from .backlog import BacklogScanner, OperatorStats
-from .files import Rejected, backend_for, check_dir, fingerprint, load
+from .files import (
+    Rejected,
+    backend_for,
+    check_dir,
+    fingerprint,
+    load,
+    load_receivers,
+    receiver_route,
+)
 from .model import InvalidSpec, RequestClone
+from .receivermodel import Receiver, derived_path
 from .resolve import HOST_CLAIMED, claimed_elsewhere
 
 log = logging.getLogger(__name__)
@@ -43,6 +52,26 @@ def file_table(clones: list[RequestClone], aliases: dict[str, str],
     return build_table(entries, 0), rejected
 
 
+def file_receivers(receivers: list[Receiver], aliases: dict[str, str], key: str
+                   ) -> tuple[dict[str, PathRoute], list[Rejected]]:
+    """Webhook path -> route for file-sourced Receivers. Pure. A Receiver's path is its
+    file's ``status.webhookPath``, else :func:`~.receivermodel.derived_path` under ``key``;
+    of two Receivers with one path, the first by namespace/name keeps it."""
+    routes: dict[str, PathRoute] = {}
+    rejected: list[Rejected] = []
+    for rcv in sorted(receivers, key=lambda r: r.key):
+        path = rcv.webhook_path or derived_path(rcv.namespace, rcv.name, key)
+        if path in routes:
+            rejected.append(Rejected("", rcv.key, f"webhook path {path} belongs to "
+                                     f"{routes[path].route}"))
+            continue
+        try:
+            routes[path] = receiver_route(rcv, aliases)
+        except InvalidSpec as exc:
+            rejected.append(Rejected("", rcv.key, str(exc)))
+    return routes, rejected
+
+
 class Publisher:
     """Publishes a table when its content changed, or when Redis lost it (a flushed or
     non-durable Redis): the app must never be left without routes the operator knows."""
@@ -53,12 +82,14 @@ class Publisher:
         self._version: int | None = None
 
     def sync(self, table: RouteTable) -> bool:
-        if table.routes == self._content and not self.lost():
+        content = (table.routes, table.receivers)
+        if content == self._content and not self.lost():
             return False
         self._version = self.store.publish_routes(table)
-        self._content = table.routes
+        self._content = content
         log.info("route table published", extra={"version": self._version,
-                                                 "hosts": len(table.routes)})
+                                                 "hosts": len(table.routes),
+                                                 "receivers": len(table.receivers)})
         return True
 
     def lost(self) -> bool:
@@ -95,7 +126,8 @@ def _poll(settings: Settings, store: Store, stop: threading.Event, stats: Operat
         try:
             current = fingerprint(root)
             if current != seen:
-                table = _read(root, aliases, settings.operator.host_policy, store)
+                table = _read(root, aliases, settings.operator.host_policy, store,
+                              settings.operator.receiver_path_key)
                 seen = current
         except OSError as exc:
             if seen != "unreadable":
@@ -118,7 +150,7 @@ def _poll(settings: Settings, store: Store, stop: threading.Event, stats: Operat
 
 
 def _read(root: Path, aliases: dict[str, str], host_policy: str,
-          store: Store) -> RouteTable | None:
+          store: Store, path_key: str = "") -> RouteTable | None:
     """The table to publish from ``root``, or None to keep the live one: an empty table
     replaces a non-empty live one only when ``root`` really holds no RequestClones (nothing
     rejected, no file unreadable), and then with a warning. Raises OSError when ``root``
@@ -128,13 +160,20 @@ def _read(root: Path, aliases: dict[str, str], host_policy: str,
     for r in rejected + unresolved:
         log.error("RequestClone skipped", extra={"file": r.file, "requestclone": r.name,
                                                  "reason": r.reason})
-    if table.routes:
+    receivers, refused = load_receivers(root)
+    paths, unserved = file_receivers(receivers, aliases, path_key)
+    for r in refused + unserved:
+        log.error("Receiver skipped", extra={"file": r.file, "receiver": r.name,
+                                             "reason": r.reason})
+    rejected += refused
+    table = RouteTable(0, table.routes, paths)
+    if table.routes or table.receivers:
         return table
     live = store.load_routes()
-    if live is None or not live.routes:
+    if live is None or not (live.routes or live.receivers):
         return table
     extra = {"path": str(root), "hosts": len(live.routes)}
-    if clones or rejected:
+    if clones or rejected or receivers:
         log.error("no RequestClone in the routes directory is usable, live route table kept",
                   extra=extra)
         return None

@@ -17,6 +17,7 @@ from kubernetes import client
 from kubernetes import config as _config
 from kubernetes import watch as _watch
 
+from . import receivermodel
 from .model import GROUP, KIND, VERSION
 
 # Parts of the client are untyped; its generated stubs insist on model objects where plain
@@ -25,6 +26,8 @@ config: Any = _config
 watch: Any = _watch
 
 PLURAL = "requestclones"
+CUSTOM = {PLURAL: GROUP, receivermodel.PLURAL: receivermodel.GROUP}
+"""The custom resources the operator reads: plural -> API group."""
 SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
@@ -124,13 +127,22 @@ class Kube:
         self.coordination: Any = client.CoordinationV1Api(api)
         self._api: Any = api
 
-    def _list_clones(self, **kw: Any) -> Any:
+    def _list_custom(self, group: str, plural: str, **kw: Any) -> Any:
         if self.scope.label_selector:
             kw["label_selector"] = self.scope.label_selector
         if self.scope.namespace is None:
-            return self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw)
-        return self.custom.list_namespaced_custom_object(GROUP, VERSION, self.scope.namespace,
-                                                         PLURAL, **kw)
+            return self.custom.list_cluster_custom_object(group, VERSION, plural, **kw)
+        return self.custom.list_namespaced_custom_object(group, VERSION, self.scope.namespace,
+                                                         plural, **kw)
+
+    def _list_clones(self, **kw: Any) -> Any:
+        return self._list_custom(GROUP, PLURAL, **kw)
+
+    def _list_receivers(self, **kw: Any) -> Any:
+        return self._list_custom(receivermodel.GROUP, receivermodel.PLURAL, **kw)
+
+    def _list_namespaces(self, **kw: Any) -> Any:
+        return self.core.list_namespace(**kw)
 
     def _list_services(self, **kw: Any) -> Any:
         if self.scope.namespace is None:
@@ -138,13 +150,16 @@ class Kube:
         return self.core.list_namespaced_service(self.scope.namespace, **kw)
 
     def lister(self, kind: str) -> Callable[..., Any]:
-        return self._list_clones if kind == "requestclones" else self._list_services
+        """``requestclones``, ``receivers``, ``services`` or ``namespaces`` (every one: a
+        Namespace has no namespace to scope it)."""
+        return {"requestclones": self._list_clones, "receivers": self._list_receivers,
+                "namespaces": self._list_namespaces}.get(kind, self._list_services)
 
     def list(self, kind: str, timeout: float) -> tuple[list[dict[str, Any]], str]:
         """Every object of ``kind`` in scope as plain dicts, and the list's resourceVersion."""
         self.limit.acquire()
         raw = self.lister(kind)(_request_timeout=timeout)
-        if kind == "requestclones":
+        if kind in CUSTOM:
             return list(raw.get("items") or []), str(raw["metadata"]["resourceVersion"])
         items = [self._api.sanitize_for_serialization(s) for s in raw.items]
         return items, str(raw.metadata.resource_version)
@@ -158,19 +173,22 @@ class Kube:
                                       _request_timeout=(10, timeout + 10), deserialize=False)
         yield from stream
 
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any],
+                     plural: str = PLURAL) -> None:
         self.limit.acquire()
         self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _request_timeout=10)
+            CUSTOM[plural], VERSION, namespace, plural, name, {"status": status},
+            _request_timeout=10)
 
     def event(self, obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
-        """A core/v1 Event on a RequestClone (``kind`` is Normal or Warning)."""
+        """A core/v1 Event on a RequestClone or Receiver (``kind`` is Normal or Warning)."""
         meta = obj["metadata"]
         stamp = now_rfc3339()
         body = {
             "metadata": {"name": f"{meta['name']}.{time.time_ns():x}",
                          "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND,
+            "involvedObject": {"apiVersion": obj.get("apiVersion") or f"{GROUP}/{VERSION}",
+                               "kind": obj.get("kind") or KIND,
                                "name": meta["name"], "namespace": meta["namespace"],
                                "uid": meta.get("uid"),
                                "resourceVersion": meta.get("resourceVersion")},

@@ -1,13 +1,15 @@
 """The operator loop for the Kubernetes source: watches feed the pure core, the leader publishes.
 
-Two :class:`~hookfan.operator.kubewatch.Watcher` threads keep caches of RequestClones and
-Services. On any change the reconciler takes a snapshot, runs
+:class:`~hookfan.operator.kubewatch.Watcher` threads keep caches of RequestClones, Services
+and Receivers (and Namespaces, once a Receiver's namespaceSelector needs them; see
+:mod:`~hookfan.operator.receiversource`). On any change the reconciler takes a snapshot, runs
 :func:`~hookfan.operator.resolve.resolve`, and, when this replica may write (no leader election,
 or it holds the Lease), publishes the whole table in one atomic write and queues status writes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -30,8 +32,9 @@ from .kubeclient import Kube, RateLimit, Scope, api_client
 from .kubestatus import StatusWriter
 from .kubewatch import Watcher
 from .leader import LeaderElector, LeaseConfig
-from .model import InvalidSpec, RequestClone, parse
-from .resolve import Invalid, Service, ServicePort, resolve
+from .model import RequestClone, parse
+from .receiversource import ReceiverSource
+from .resolve import Invalid, Service, ServicePort, checked, resolve
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +46,7 @@ failover to a replica it never reached), it publishes again at once."""
 
 
 def to_clone(obj: Mapping[str, Any]) -> RequestClone | Invalid:
-    meta = obj.get("metadata") or {}
-    try:
-        return parse(dict(obj))
-    except InvalidSpec as exc:
-        return Invalid(str(meta.get("namespace") or ""), str(meta.get("name") or ""),
-                       int(meta.get("generation") or 0), str(exc))
+    return checked(obj, parse)
 
 
 def to_service(obj: Mapping[str, Any]) -> Service:
@@ -74,6 +72,10 @@ class Operator:
             kube.coordination, elector_cfg, self._leadership, kube.limit.acquire)
         self.publisher = Publisher(store)
         self.status = StatusWriter(kube, o.concurrent, self.may_write, self._retry_later)
+        self.receivers = ReceiverSource(kube, self.dirty.set, o.resync_period,
+                                        d.min_retry_delay, d.max_retry_delay, o.concurrent,
+                                        self.may_write, self._retry_later,
+                                        o.receiver_cross_namespace)
         self.synced = threading.Event()
         self.stats = OperatorStats(self.may_write, self._restarts)
         self.delivery = DeliveryStatus(kube, store, self.may_write, self._objects,
@@ -85,7 +87,9 @@ class Operator:
         return {f"{ns}/{name}": o for (ns, name), o in self.clones.snapshot().items()}
 
     def _restarts(self) -> dict[str, int]:
-        return {w.kind: w.restarts for w in (self.clones, self.services)}
+        return {w.kind: w.restarts for w in (self.clones, self.services,
+                                             self.receivers.receivers,
+                                             self.receivers.namespaces)}
 
     def may_write(self) -> bool:
         return self.elector is None or self.elector.is_leader()
@@ -96,6 +100,7 @@ class Operator:
     def _leadership(self, leader: bool) -> None:
         self.publisher = Publisher(self.store)  # a new term republishes, whatever Redis holds
         self.status.reset()
+        self.receivers.reset()
         self.delivery.reset()
         self.dirty.set()
 
@@ -106,24 +111,29 @@ class Operator:
 
     def reconcile(self) -> None:
         """One pass: snapshot, resolve, and (if allowed) publish and write statuses."""
-        if not (self.clones.synced.is_set() and self.services.synced.is_set()):
+        if not (self.clones.synced.is_set() and self.services.synced.is_set()
+                and self.receivers.synced()):
             return
         objs = {f"{ns}/{name}": o for (ns, name), o in self.clones.snapshot().items()}
         services = {k: to_service(o) for k, o in self.services.snapshot().items()}
         result = resolve([to_clone(o) for o in objs.values()], services,
                          self.settings.operator.host_policy)
-        self.stats.synced(len(result.table.routes),
-                          sum(len(bs) for bs in result.table.routes.values()))
+        writes = self.may_write()
+        received, receiver_objs = self.receivers.resolve(
+            services, writes, self.kube.scope.namespace is None)
+        table = dataclasses.replace(result.table, receivers=received.paths)
+        self.stats.synced(len(table.routes), sum(len(bs) for bs in table.routes.values()))
         self.synced.set()
-        if not self.may_write():
+        if not writes:
             return
         try:
-            self.publisher.sync(result.table)
+            self.publisher.sync(table)
         except redis.RedisError as exc:
             log.warning("route table not published, Redis unavailable: %s", type(exc).__name__)
             self.stats.errors += 1
             self._retry_later()
         self.status.sync(objs, result.conditions)
+        self.receivers.status.sync(receiver_objs, received.conditions)
 
     def _table_lost(self) -> bool:
         """Whether this replica may write and Redis lost the table it published; False while
@@ -165,6 +175,7 @@ class Operator:
             lead = threading.Thread(target=self.elector.run, args=(stop,), daemon=True,
                                     name="leader")
             threads.append(lead)
+        self.receivers.start(stop)
         for t in threads:
             t.start()
         stop.wait()
@@ -172,6 +183,7 @@ class Operator:
         if lead is not None:
             lead.join(self.settings.operator.graceful_shutdown_timeout)
         self.status.close()
+        self.receivers.close()
 
 
 def own_namespace(environ: Mapping[str, str], sa_file: str) -> str:

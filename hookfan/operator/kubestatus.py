@@ -7,6 +7,7 @@ process last wrote, before the watch shows it back); an Event goes with every wr
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -18,27 +19,33 @@ from .resolve import Condition
 
 log = logging.getLogger(__name__)
 
-Seen = tuple[str, str, str, int]
-"""(status, reason, message, observedGeneration) of a Ready condition."""
+Seen = tuple[str, str, str, int, str]
+"""(status, reason, message, observedGeneration, further fields as JSON) of a Ready
+condition and the status fields written with it (:attr:`Condition.extra`)."""
 
 
-def current(obj: Mapping[str, Any]) -> tuple[Seen | None, str | None]:
-    """The object's Ready condition as :data:`Seen`, and its lastTransitionTime."""
-    for c in ((obj.get("status") or {}).get("conditions") or []):
+def current(obj: Mapping[str, Any], extra: str = "") -> tuple[Seen | None, str | None]:
+    """The object's Ready condition as :data:`Seen` (with the status fields ``extra`` names,
+    as they are now), and its lastTransitionTime."""
+    status = obj.get("status") or {}
+    fields = "" if not extra else json.dumps(
+        {k: status.get(k) for k in json.loads(extra)}, sort_keys=True)
+    for c in (status.get("conditions") or []):
         if isinstance(c, dict) and c.get("type") == "Ready":
             seen = (str(c.get("status")), str(c.get("reason")), str(c.get("message")),
-                    int(c.get("observedGeneration") or 0))
+                    int(c.get("observedGeneration") or 0), fields)
             return seen, c.get("lastTransitionTime")
     return None, None
 
 
 def seen_of(cond: Condition) -> Seen:
-    return ("True" if cond.ready else "False", cond.reason, cond.message, cond.generation)
+    return ("True" if cond.ready else "False", cond.reason, cond.message, cond.generation,
+            cond.extra)
 
 
 def status_body(cond: Condition, transition: str) -> dict[str, Any]:
-    status, reason, message, gen = seen_of(cond)
-    return {"observedGeneration": gen, "conditions": [{
+    status, reason, message, gen, extra = seen_of(cond)
+    return {**(json.loads(extra) if extra else {}), "observedGeneration": gen, "conditions": [{
         "type": "Ready", "status": status, "reason": reason, "message": message,
         "observedGeneration": gen, "lastTransitionTime": transition}]}
 
@@ -48,8 +55,9 @@ class StatusWriter:
     right before each call, so a leader that lost its Lease stops writing at once."""
 
     def __init__(self, kube: Kube, concurrent: int, allowed: Callable[[], bool],
-                 on_failure: Callable[[], None]) -> None:
+                 on_failure: Callable[[], None], plural: str = "requestclones") -> None:
         self.kube, self.allowed, self.on_failure = kube, allowed, on_failure
+        self.plural = plural
         self._pool = ThreadPoolExecutor(max_workers=concurrent, thread_name_prefix="status")
         self._written: dict[tuple[str, str], Seen] = {}
         self._lock = threading.Lock()
@@ -74,7 +82,7 @@ class StatusWriter:
                     continue
                 slot = (key, str(obj["metadata"].get("uid")))
                 want = seen_of(cond)
-                have, transition = current(obj)
+                have, transition = current(obj, cond.extra)
                 before = self._written.get(slot, have)
                 if want in (before, have):
                     continue
@@ -91,7 +99,8 @@ class StatusWriter:
         try:
             if not self.allowed():
                 raise PermissionError("not the leader")
-            self.kube.patch_status(meta["namespace"], meta["name"], status_body(cond, transition))
+            self.kube.patch_status(meta["namespace"], meta["name"], status_body(cond, transition),
+                                   self.plural)
             if event and self.allowed():
                 self.kube.event(dict(obj), "Normal" if cond.ready else "Warning", cond.reason,
                                 cond.message)

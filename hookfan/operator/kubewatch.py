@@ -46,8 +46,13 @@ class Backoff:
 
 class Watcher:
     def __init__(self, kube: Kube, kind: str, on_change: Callable[[], None],
-                 resync: float, min_delay: float, max_delay: float) -> None:
+                 resync: float, min_delay: float, max_delay: float,
+                 optional: bool = False) -> None:
         self.kube, self.kind, self.on_change, self.resync = kube, kind, on_change, resync
+        self.optional = optional
+        """A 404 on the list (the kind's CRD is not installed) counts as synced and empty,
+        so one missing CRD does not stop the operator (``helm upgrade`` does not install a
+        chart's new CRDs); it is listed again after a backoff."""
         self.backoff = Backoff(min_delay, max_delay)
         self._cache: dict[tuple[str, str], Obj] = {}
         self._lock = threading.Lock()
@@ -74,10 +79,21 @@ class Watcher:
                 if exc.status == 410:
                     log.info("watch expired, re-listing", extra={"resource": self.kind})
                     continue
+                if exc.status == 404 and self.optional:
+                    self._absent()
                 self._pause(stop, f"API error {exc.status}")
             except Exception as exc:  # a dropped connection surfaces as several urllib3 types
                 self.restarts += 1
                 self._pause(stop, type(exc).__name__)
+
+    def _absent(self) -> None:
+        with self._lock:
+            self._cache = {}
+        if not self.synced.is_set():
+            log.warning("resource not served by the API server, taken as empty: install its "
+                        "CRD (helm/hookfan/crds/)", extra={"resource": self.kind})
+            self.synced.set()
+            self.on_change()
 
     def _pause(self, stop: threading.Event, why: str) -> None:
         delay = self.backoff.next()

@@ -56,7 +56,7 @@ def parse(doc: dict[str, Any], default_namespace: str = "default") -> RequestClo
         err = errors[0]
         where = ".".join(str(p) for p in err.absolute_path) or "(document)"
         raise InvalidSpec(f"{where}: {err.message}")
-    meta = _metadata(doc.get("metadata"))
+    meta = metadata(doc.get("metadata"))
     spec = doc["spec"]
     port = spec["backend"]["servicePort"]
     if isinstance(port, str) and port.strip().isdigit():
@@ -74,7 +74,7 @@ def parse(doc: dict[str, Any], default_namespace: str = "default") -> RequestClo
     )
 
 
-def _metadata(meta: Any) -> dict[str, Any]:
+def metadata(meta: Any) -> dict[str, Any]:
     """The metadata fields parse relies on, type-checked (the CRD schema covers only spec:
     Kubernetes owns metadata's schema, but a file can hold anything)."""
     if meta is None:

@@ -6,12 +6,15 @@ publish what it returns: the whole table in one write, and one condition per Req
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from hookfan.routes import Backend, RouteTable, build_table, normalize_host
 
-from .model import RequestClone
+from .model import InvalidSpec, RequestClone
+
+T = TypeVar("T")
 
 READY = "ServiceBackendReady"
 SERVICE_NOT_FOUND = "ServiceNotFound"
@@ -56,6 +59,16 @@ class Invalid:
         return f"{self.namespace}/{self.name}"
 
 
+def checked(obj: Mapping[str, Any], parse: Callable[[dict[str, Any]], T]) -> T | Invalid:
+    """``parse(obj)``, or an :class:`Invalid` carrying its InvalidSpec message."""
+    meta = obj.get("metadata") or {}
+    try:
+        return parse(dict(obj))
+    except InvalidSpec as exc:
+        return Invalid(str(meta.get("namespace") or ""), str(meta.get("name") or ""),
+                       int(meta.get("generation") or 0), str(exc))
+
+
 @dataclass(frozen=True)
 class Condition:
     """The ``Ready`` condition one RequestClone should carry."""
@@ -64,6 +77,9 @@ class Condition:
     reason: str
     message: str
     generation: int
+    extra: str = ""
+    """Further status fields to write with it, as sorted JSON (a Receiver's webhookPath and
+    subResourceCatalog); ``""``: none."""
 
 
 @dataclass(frozen=True)
@@ -101,11 +117,14 @@ def claimed_elsewhere(clones: Iterable[RequestClone], policy: str) -> dict[str, 
             if owners[normalize_host(c.host)] != c.namespace}
 
 
-def _port(service: Service, wanted: int | str) -> int | None:
-    """The port to dial for ``wanted`` (a port name or number), or None if the Service has none.
-    A headless Service is dialled on the Pods directly, so its numeric targetPort wins."""
+def service_port(service: Service, wanted: int | str) -> int | None:
+    """The port to dial for ``wanted`` (a port name or number; ``""``: the Service's only
+    port), or None if the Service has none. A headless Service is dialled on the Pods
+    directly, so its numeric targetPort wins."""
     if isinstance(wanted, int) and not service.ports:
         return wanted
+    if wanted == "" and len(service.ports) == 1:
+        wanted = service.ports[0].name or service.ports[0].port
     for p in service.ports:
         if p.name == wanted or p.port == wanted:
             if service.headless and isinstance(p.target_port, int):
@@ -122,17 +141,22 @@ def backend_condition(clone: RequestClone, services: Mapping[tuple[str, str], Se
     if svc is None:
         return None, Condition(False, SERVICE_NOT_FOUND, (
             f"Service {ns}/{svc_name} not found: create it, or fix spec.backend.serviceName"), gen)
-    port = _port(svc, clone.service_port)
+    port = service_port(svc, clone.service_port)
     if port is None:
         have = ", ".join(p.name or str(p.port) for p in svc.ports) or "none"
         return None, Condition(False, PORT_NOT_FOUND, (
             f"Service {ns}/{svc_name} has no port {clone.service_port!r} (it has: {have}): "
             "fix spec.backend.servicePort or add the port to the Service"), gen)
-    host = f"{svc_name}.{ns}.svc" if svc.headless else svc.cluster_ip
+    url = service_url(svc, port)
+    return Backend(clone.key, url), Condition(True, READY, f"delivering to {url}", gen)
+
+
+def service_url(svc: Service, port: int) -> str:
+    """``http://<clusterIP>:<port>``; a headless Service by its DNS name."""
+    host = f"{svc.name}.{svc.namespace}.svc" if svc.headless else svc.cluster_ip
     if ":" in host:  # an IPv6 clusterIP
         host = f"[{host}]"
-    url = f"http://{host}:{port}"
-    return Backend(clone.key, url), Condition(True, READY, f"delivering to {url}", gen)
+    return f"http://{host}:{port}"
 
 
 def resolve(clones: Iterable[RequestClone | Invalid],

@@ -11,6 +11,7 @@ back to the ready queue without counting as an attempt.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from hookfan.config import DeliverySettings
 from hookfan.envelope import StoredRequest, forward_headers
@@ -83,6 +85,23 @@ def origin_form(uri: str) -> str:
         slash = rest.find("/")
         return rest[slash:] if slash >= 0 else "/"
     return "/" + uri
+
+
+@functools.lru_cache(maxsize=4096)
+def _url_path(url: str) -> str:
+    return urlsplit(url).path
+
+
+def copy_target(url: str, uri: str) -> str:
+    """The request target of a copy to the backend ``url``: the request's own (origin-form)
+    when the URL has no path (a RequestClone's), else the URL's path (a Receiver target's)
+    with the request's query string."""
+    target = origin_form(uri)
+    path = _url_path(url)
+    if not path:
+        return target
+    _, sep, query = target.partition("?")
+    return path + sep + query
 
 
 class Courier:
@@ -217,7 +236,7 @@ class Courier:
             forward_headers(req, copy.request_id, copy.delivery_id, copy.attempt))
         had_length = any(n.lower() == "content-length" for n, _ in req.headers)
         body = req.body if (req.body or had_length) else None
-        return self.http.send(url, req.method, origin_form(req.uri), lines, body)
+        return self.http.send(url, req.method, copy_target(url, req.uri), lines, body)
 
     def _report(self, attempts: Sequence[Attempt], batch: Batch) -> None:
         """Log and observe the attempts the last settle recorded (now that it is known which

@@ -169,5 +169,7 @@ def test_dockerignore_keeps_local_state_out() -> None:
 def test_chart_crd_is_byte_identical_to_the_package_crd() -> None:
     assert (CHART / "crds" / "requestclone.yaml").read_bytes() == \
         (ROOT / "hookfan" / "crd.yaml").read_bytes()
-    (crd,) = crds()
-    assert crd["metadata"]["name"] == "requestclones.proxy.infra.doodle.com"
+    assert (CHART / "crds" / "receiver.yaml").read_bytes() == \
+        (ROOT / "hookfan" / "receiver_crd.yaml").read_bytes()
+    assert sorted(c["metadata"]["name"] for c in crds()) == [
+        "receivers.webhook.infra.doodle.com", "requestclones.proxy.infra.doodle.com"]

@@ -47,6 +47,8 @@ def test_generator_rewrites_a_stale_tree(tmp_path: Path) -> None:
 def test_crd_in_config_is_byte_identical_to_the_package_crd() -> None:
     assert (CONFIG / "crd" / "requestclone.yaml").read_bytes() == \
         (ROOT / "hookfan" / "crd.yaml").read_bytes()
+    assert (CONFIG / "crd" / "receiver.yaml").read_bytes() == \
+        (ROOT / "hookfan" / "receiver_crd.yaml").read_bytes()
 
 
 def test_every_kustomization_lists_exactly_its_directory() -> None:

@@ -84,7 +84,9 @@ def rules() -> set[tuple[str, str, str]]:
 def test_rbac_grants_the_operator_least_privilege() -> None:
     want = {("proxy.infra.doodle.com", "requestclones", v) for v in ("get", "list", "watch")}
     want |= {("proxy.infra.doodle.com", "requestclones/status", "patch")}
-    want |= {("", "services", v) for v in ("get", "list", "watch")}
+    want |= {("webhook.infra.doodle.com", "receivers", v) for v in ("get", "list", "watch")}
+    want |= {("webhook.infra.doodle.com", "receivers/status", "patch")}
+    want |= {("", v, w) for v in ("services", "namespaces") for w in ("get", "list", "watch")}
     want |= {(g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch")}
     want |= {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
     assert rules() == want

@@ -38,7 +38,9 @@ import aiohttp.web
 import attrs
 import kmock
 
-HAS_STATUS = {"requestclones"}
+HAS_STATUS = {"requestclones", "receivers"}
+NAMESPACES = "x-namespaces"
+"""The plural Namespaces are kept under (see :meth:`KubeAPI.__call__`)."""
 Key = tuple[str, str | None, str]
 
 
@@ -81,6 +83,16 @@ class KubeAPI(kmock.KubernetesScaffold):
     watch_count: int = 0
     clock: datetime = datetime(2024, 1, 1, tzinfo=UTC)
     changed: asyncio.Condition | None = None
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest
+                       ) -> aiohttp.web.StreamResponse:
+        # kmock 0.8 cannot parse the Namespace collection (``/api/v1/namespaces`` reads as a
+        # namespace with no name): serve it as a cluster-scoped kind of another name.
+        if raw_request.path == "/api/v1/namespaces":
+            url = raw_request.rel_url
+            raw_request = raw_request.clone(
+                rel_url=url.with_path("/api/v1/" + NAMESPACES).with_query(url.query))
+        return await super().__call__(raw_request)
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         if request.resource is None or request.resource.plural is None:

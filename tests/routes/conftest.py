@@ -1,0 +1,1 @@
+from tests.stackfixtures import module_redis, stack  # noqa: F401
