@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from hookfan.signatures import Verification
+
 
 @dataclass(frozen=True, order=True)
 class Backend:
@@ -21,6 +23,10 @@ class RouteTable:
     version: int = 0
     routes: Mapping[str, tuple[Backend, ...]] = field(default_factory=dict)
     """Normalised host -> backends, each backend once, in a stable order."""
+    verify: Mapping[str, Verification] = field(default_factory=dict)
+    """Normalised host -> how its requests are verified (``spec.verify``), for routed hosts
+    only. Never part of :meth:`to_json`: it holds secrets, and is kept in a Redis key of its
+    own (:data:`hookfan.keys.VERIFY`)."""
 
     def to_json(self) -> str:
         return json.dumps({
@@ -90,9 +96,13 @@ def match(table: RouteTable, host: str | None) -> tuple[Backend, ...]:
     return () if key is None else table.routes.get(key, ())
 
 
-def build_table(entries: list[tuple[str, Backend]], version: int) -> RouteTable:
-    """A table from (host, backend) pairs: hosts normalised, duplicate backends dropped."""
+def build_table(entries: list[tuple[str, Backend]], version: int,
+                verify: Mapping[str, Verification] | None = None) -> RouteTable:
+    """A table from (host, backend) pairs: hosts normalised, duplicate backends dropped.
+    ``verify`` (keyed by host as written) is kept for the hosts that have a backend."""
     grouped: dict[str, set[Backend]] = {}
     for host, backend in entries:
         grouped.setdefault(normalize_host(host), set()).add(backend)
-    return RouteTable(version, {h: tuple(sorted(bs)) for h, bs in sorted(grouped.items())})
+    checks = {normalize_host(h): v for h, v in (verify or {}).items()}
+    return RouteTable(version, {h: tuple(sorted(bs)) for h, bs in sorted(grouped.items())},
+                      {h: checks[h] for h in sorted(grouped) if h in checks})

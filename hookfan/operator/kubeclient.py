@@ -137,8 +137,14 @@ class Kube:
             return self.core.list_service_for_all_namespaces(**kw)
         return self.core.list_namespaced_service(self.scope.namespace, **kw)
 
+    def _list_secrets(self, **kw: Any) -> Any:
+        if self.scope.namespace is None:
+            return self.core.list_secret_for_all_namespaces(**kw)
+        return self.core.list_namespaced_secret(self.scope.namespace, **kw)
+
     def lister(self, kind: str) -> Callable[..., Any]:
-        return self._list_clones if kind == "requestclones" else self._list_services
+        return {"requestclones": self._list_clones, "secrets": self._list_secrets}.get(
+            kind, self._list_services)
 
     def list(self, kind: str, timeout: float) -> tuple[list[dict[str, Any]], str]:
         """Every object of ``kind`` in scope as plain dicts, and the list's resourceVersion."""

@@ -46,8 +46,11 @@ class Backoff:
 
 class Watcher:
     def __init__(self, kube: Kube, kind: str, on_change: Callable[[], None],
-                 resync: float, min_delay: float, max_delay: float) -> None:
+                 resync: float, min_delay: float, max_delay: float,
+                 keep: Callable[[Obj], Obj] | None = None) -> None:
         self.kube, self.kind, self.on_change, self.resync = kube, kind, on_change, resync
+        self.keep = keep or (lambda obj: obj)
+        """What of an object the cache holds (all of it by default)."""
         self.backoff = Backoff(min_delay, max_delay)
         self._cache: dict[tuple[str, str], Obj] = {}
         self._lock = threading.Lock()
@@ -88,7 +91,7 @@ class Watcher:
     def _relist(self) -> str:
         items, rv = self.kube.list(self.kind, timeout=30)
         with self._lock:
-            self._cache = {obj_key(o): o for o in items}
+            self._cache = {obj_key(o): self.keep(o) for o in items}
         self.lists += 1
         self.synced.set()
         self.on_change()
@@ -116,6 +119,6 @@ class Watcher:
             if kind == "DELETED":
                 self._cache.pop(obj_key(obj), None)
             elif kind in ("ADDED", "MODIFIED"):
-                self._cache[obj_key(obj)] = obj
+                self._cache[obj_key(obj)] = self.keep(obj)
         self.on_change()
         return str(rv) if rv else None

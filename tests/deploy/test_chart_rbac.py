@@ -54,7 +54,7 @@ def test_contract_parser_reads_every_rule() -> None:
     assert ("proxy.infra.doodle.com", "requestclones/status", "patch") in rules
     assert ("events.k8s.io", "events", "create") in rules
     assert ("", "services", "watch") in rules
-    assert len(rules) == 14
+    assert len(rules) == 17
 
 
 def test_cluster_mode_grants_exactly_the_contract(defaults: list[dict[str, Any]]) -> None:
