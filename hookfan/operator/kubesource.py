@@ -1,9 +1,10 @@
 """The operator loop for the Kubernetes source: watches feed the pure core, the leader publishes.
 
 Three :class:`~hookfan.operator.kubewatch.Watcher` threads keep caches of RequestClones,
-Services and Secrets (for ``spec.verify``; names and data only). On any change the reconciler takes a snapshot, runs
-:func:`~hookfan.operator.resolve.resolve`, and, when this replica may write (no leader election,
-or it holds the Lease), publishes the whole table in one atomic write and queues status writes.
+Services and Secrets (for ``spec.verify``; names and data only). On any change the reconciler
+takes a snapshot, runs :func:`~hookfan.operator.resolve.resolve`, and, when this replica may
+write (no leader election, or it holds the Lease), publishes the whole table in one atomic
+write and queues status writes.
 """
 
 from __future__ import annotations
