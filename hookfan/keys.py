@@ -14,6 +14,16 @@ PREFIX = "hookfan:"
 ROUTES = PREFIX + "routes"
 """The whole route table, JSON, written with :data:`ROUTES_VERSION` in one transaction."""
 ROUTES_VERSION = PREFIX + "routes:version"
+VERIFY = PREFIX + "verify"
+"""JSON, host -> how its requests are verified, signing secrets included (base64): the part of
+the route table that holds secrets, kept out of :data:`ROUTES` (``hookfan routes`` and anyone
+reading the table see no secret). Written and read with :data:`ROUTES` in one transaction;
+absent when no host is verified."""
+SEEN = PREFIX + "seen:"
+"""String per accepted signed request of a provider with a signed timestamp (the digest of host,
+provider and signed content, :func:`hookfan.signatures.check`), set by ``accept.lua`` with the
+request and expiring when the signature would no longer be accepted anyway: the same request
+sent again within that time is refused as a replay."""
 REQUEST = PREFIX + "req:"
 """Hash per accepted request: ``r`` a JSON list of method, raw URI, headers, client address,
 acceptance (client Unix time, for latency figures only), host, traceparent and body size; the
@@ -91,6 +101,10 @@ LEGACY = (PREFIX + "schedule", PREFIX + "dlv:", PREFIX + "busy:")
 
 def request(request_id: str) -> str:
     return REQUEST + request_id
+
+
+def seen(digest: str) -> str:
+    return SEEN + digest
 
 
 def fence(request_id: str) -> str:

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hookfan.signatures import Verification
+
 
 @dataclass(frozen=True, order=True)
 class Backend:
@@ -59,6 +61,10 @@ class RouteTable:
     """Normalised host -> backends, each backend once, in a stable order."""
     receivers: Mapping[str, PathRoute] = field(default_factory=dict)
     """Webhook path (``/hooks/...``) -> the Receiver served there."""
+    verify: Mapping[str, Verification] = field(default_factory=dict)
+    """Normalised host -> how its requests are verified (``spec.verify``), for routed hosts
+    only. Never part of :meth:`to_json`: it holds secrets, and is kept in a Redis key of its
+    own (:data:`hookfan.keys.VERIFY`)."""
 
     def to_json(self) -> str:
         data: dict[str, object] = {
@@ -133,14 +139,18 @@ def match(table: RouteTable, host: str | None) -> tuple[Backend, ...]:
 
 
 def build_table(entries: list[tuple[str, Backend]], version: int,
-                receivers: Mapping[str, PathRoute] | None = None) -> RouteTable:
+                receivers: Mapping[str, PathRoute] | None = None,
+                verify: Mapping[str, Verification] | None = None) -> RouteTable:
     """A table from (host, backend) pairs: hosts normalised, duplicate backends dropped;
-    ``receivers`` (webhook path -> Receiver) as given."""
+    ``receivers`` (webhook path -> Receiver) as given. ``verify`` (keyed by host as written)
+    is kept for the hosts that have a backend."""
     grouped: dict[str, set[Backend]] = {}
     for host, backend in entries:
         grouped.setdefault(normalize_host(host), set()).add(backend)
+    checks = {normalize_host(h): v for h, v in (verify or {}).items()}
     return RouteTable(version, {h: tuple(sorted(bs)) for h, bs in sorted(grouped.items())},
-                      dict(sorted((receivers or {}).items())))
+                      receivers=dict(sorted((receivers or {}).items())),
+                      verify={h: checks[h] for h in sorted(grouped) if h in checks})
 
 
 def target_url(base: str, path: str) -> str:

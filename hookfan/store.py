@@ -7,13 +7,14 @@ the operator do; the worker's claim/settle calls are in :mod:`hookfan.schedule`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from hookfan import keys, scripts
+from hookfan import keys, scripts, signatures
 from hookfan.config import RedisSettings
 from hookfan.deadletters import DeadLetter, DeadLetters, Record
 from hookfan.envelope import StoredRequest, request_meta
@@ -92,6 +93,11 @@ class Quota:
     """Its requests' bodies and metadata as stored, each request once."""
 
 
+class Replayed(Exception):
+    """The accept stored nothing: this signed request was accepted before, within the time
+    its signature stays acceptable."""
+
+
 class OverQuota(Exception):
     """The accept stored nothing: the request would take its host past a cap."""
 
@@ -109,8 +115,11 @@ class OverQuota(Exception):
 def accepted(reply: bytes | list[bytes] | None, request_id: str, copies: int) -> Accepted:
     """What the reply of an ``accept`` call says: nil, stored as ``request_id`` with
     ``copies``; ``'<request id>:<copies>'``, the first request with that provider id.
-    Raises :class:`OverQuota` for a request its host's quota refused."""
+    Raises :class:`OverQuota` for a request its host's quota refused, :class:`Replayed` for
+    a signed request accepted before."""
     if isinstance(reply, list):
+        if reply[0] == b"replayed":
+            raise Replayed()
         raise OverQuota(reply[1].decode())
     if not reply:
         return Accepted(request_id, copies, False)
@@ -143,11 +152,16 @@ class Store:
 
     # -- route table -------------------------------------------------------------------------
     def publish_routes(self, table: RouteTable) -> int:
-        """Write the whole table with a new version in one transaction; returns the version."""
+        """Write the whole table with a new version in one transaction; returns the version.
+        Its verify map (secrets) goes to :data:`keys.VERIFY`, not into the table's JSON."""
         version = int(self.r.incr(keys.ROUTES_VERSION))
-        published = RouteTable(version, table.routes, table.receivers)
+        published = RouteTable(version, table.routes, receivers=table.receivers)
         pipe = self.r.pipeline(transaction=True)
         pipe.set(keys.ROUTES, published.to_json())
+        if table.verify:
+            pipe.set(keys.VERIFY, signatures.dump(table.verify))
+        else:
+            pipe.delete(keys.VERIFY)
         pipe.set(keys.ROUTES_VERSION, version)
         pipe.execute()
         return version
@@ -157,9 +171,19 @@ class Store:
         return None if raw is None else int(raw)
 
     def load_routes(self) -> RouteTable | None:
-        """The published table, or None if the operator has not published one yet."""
-        raw = self.r.get(keys.ROUTES)
-        return None if raw is None else RouteTable.from_json(raw)
+        """The published table with its verify map, or None if the operator has not published
+        one yet. Both keys are read in one transaction: a host never shows up routed without
+        the verification published with it."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.get(keys.ROUTES)
+        pipe.get(keys.VERIFY)
+        raw, verify = pipe.execute()
+        if raw is None:
+            return None
+        table = RouteTable.from_json(raw)
+        if verify is None:
+            return table
+        return dataclasses.replace(table, verify=signatures.load(verify))
 
     # -- intake ------------------------------------------------------------------------------
     def accept(self, request_id: str, req: StoredRequest, backends: Sequence[Backend]) -> list[str]:
@@ -191,9 +215,12 @@ class Store:
 
     def accept_call(self, request_id: str, req: StoredRequest, backends: Sequence[Backend],
                     dedupe_key: str | None = None, window: float = 0.0,
-                    quota: Quota | None = None) -> tuple[list[str], list[Any], list[str]]:
+                    quota: Quota | None = None, seen: tuple[str, float] | None = None
+                    ) -> tuple[list[str], list[Any], list[str]]:
         """(keys, arguments, delivery ids) of one call of the ``accept`` script; with
-        ``quota``, the call stores nothing past the host's caps (its reply says which)."""
+        ``quota``, the call stores nothing past the host's caps (its reply says which); with
+        ``seen`` (a replay digest and seconds to keep it), nothing when that digest was
+        accepted before, and the digest is remembered with the request."""
         ids = keys.delivery_ids(request_id, len(backends))
         stored = req.to_fields()
         fields = [x for pair in stored.items() for x in pair]
@@ -208,6 +235,9 @@ class Store:
         for did, backend in zip(ids, backends, strict=True):
             keys_ += [keys.ready(backend.url), keys.copies(backend.url)]
             args += [did, backend.url, backend.route]
+        if seen is not None:
+            keys_.append(keys.seen(seen[0]))
+            args.append(max(1, int(seen[1] * 1000)))
         return keys_, args, ids
 
     def resolve(self, request_id: str, dedupe_key: str | None) -> Accepted | None:

@@ -13,11 +13,11 @@ from flask import Flask, Request, Response, jsonify, request
 from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from hookfan import keys
+from hookfan import keys, signatures
 from hookfan.envelope import REQUEST_HEADER, StoredRequest
 from hookfan.metrics import BODY_KEY, NO_ROUTE, ROUTE_KEY, STARTED_KEY, route_label
 from hookfan.routes import Backend, normalize_host, request_host
-from hookfan.store import OverQuota, Quota, Store, accepted, is_oom
+from hookfan.store import OverQuota, Quota, Replayed, Store, accepted, is_oom
 from hookfan.tracing import Tracing
 
 from .commit import GroupCommit, NotAcknowledged, Unknown
@@ -275,6 +275,16 @@ class Intake:
         except MALFORMED_BODY:
             return error(400, "malformed request body (bad chunked framing or cut short)")
         environ[BODY_KEY] = len(body)
+        seen = None
+        if table.verify:  # a dict lookup more only when some host is verified
+            check = table.verify.get(route_key)
+            if check is not None:
+                verdict = signatures.check(check, raw_headers(environ), body, time.time(),
+                                           route_key)
+                if isinstance(verdict, signatures.Failed):
+                    return self._unsigned(verdict.reason)
+                if verdict.replay_key is not None:
+                    seen = (verdict.replay_key, verdict.ttl)
         self._written += len(body)
         request_id = os.urandom(16).hex()
         shed = self._shed()
@@ -287,7 +297,9 @@ class Intake:
                                        client=req.remote_addr or "", accepted=time.time(),
                                        host=host, trace=self.tracing.traceparent(),
                                        trusted=self.trusted(req.remote_addr or ""))
-                request_id, copies = self._store(request_id, stored, backends)
+                request_id, copies = self._store(request_id, stored, backends, seen)
+        except Replayed:
+            return self._unsigned("replayed: this signed request was accepted before")
         except NotAcknowledged as exc:
             return self._not_acknowledged(exc)
         except OverQuota as exc:
@@ -350,6 +362,15 @@ class Intake:
         return error(503, "this host has too many webhooks stored, retry later",
                      **{"Retry-After": RETRY_AFTER})
 
+    def _unsigned(self, reason: str) -> Response:
+        # The reason names the check and header names only: no value sent, no digest.
+        log.warning("request not stored, answered 401: signature verification failed (%s)",
+                    reason, extra={"route": request.environ.get(ROUTE_KEY, NO_ROUTE)})
+        self.rejected("signature")
+        resp = jsonify(error="signature verification failed", reason=reason)
+        resp.status_code = 401
+        return resp
+
     def _unavailable(self, exc: BaseException) -> Response:
         log.error("request not stored, answered 503: %s", type(exc).__name__)
         self.rejected("redis_unavailable")
@@ -368,17 +389,18 @@ class Intake:
         self.rejected("redis_full")
         return error(503, "storage full, retry later", **{"Retry-After": RETRY_AFTER})
 
-    def _store(self, request_id: str, stored: StoredRequest,
-               backends: tuple[Backend, ...]) -> tuple[str, int]:
+    def _store(self, request_id: str, stored: StoredRequest, backends: tuple[Backend, ...],
+               seen: tuple[str, float] | None = None) -> tuple[str, int]:
         """(request id, copies) of the stored request; a repeat of a provider delivery id
         within the window returns the first request's instead of storing anything. The write
         goes through the process's group commit. When its reply is lost, look (on a fresh
-        connection) whether it committed before answering. Raises redis errors: not stored."""
+        connection) whether it committed before answering. ``seen``: see
+        :meth:`Store.accept_call`. Raises redis errors: not stored; :class:`Replayed`."""
         key = dedupe_key(self.dedupe_headers, stored.headers, stored.host)
         started = time.monotonic()
         for attempt in (1, 2):
             keys_, args, ids = self.store.accept_call(request_id, stored, backends, key,
-                                                      self.dedupe_window, self.quota)
+                                                      self.dedupe_window, self.quota, seen)
             try:
                 done = accepted(self.commit(keys_, args), request_id, len(ids))
                 break

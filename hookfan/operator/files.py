@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -22,6 +23,8 @@ from hookfan.routes import Backend, PathRoute, target_url
 from . import receivermodel
 from .model import InvalidSpec, RequestClone, is_request_clone, parse
 from .receivermodel import Receiver
+from .resolve import INVALID_SPEC, SECRET_NOT_FOUND, Unverifiable
+from .verifyspec import secret_file_path
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +114,7 @@ def load(root: Path) -> tuple[list[RequestClone], list[Rejected]]:
         if not is_request_clone(doc):
             continue
         try:
-            clones.append(parse(doc, namespace))
+            clones.append(_anchored(parse(doc, namespace), path.parent))
         except InvalidSpec as exc:
             rejected.append(Rejected(str(path), _name(doc), str(exc)))
     return clones, rejected
@@ -160,6 +163,46 @@ def receiver_route(rcv: Receiver, aliases: dict[str, str]) -> PathRoute:
         backends.append(Backend(rcv.route, target_url(base, t.path)))
     return PathRoute(rcv.route, tuple(sorted(set(backends))), rcv.mode, rcv.timeout,
                      rcv.body_limit, rcv.suspended)
+
+
+def _anchored(clone: RequestClone, base: Path) -> RequestClone:
+    """A relative ``spec.verify.secretFile`` made absolute: relative to the YAML file."""
+    ref = clone.verify
+    if ref is None or not ref.secret_file:
+        return clone
+    path = str(secret_file_path(ref, base))
+    return dataclasses.replace(clone, verify=dataclasses.replace(ref, secret_file=path))
+
+
+def secret_files(clones: list[RequestClone]) -> list[str]:
+    """The secret files the clones name (sorted, each once)."""
+    return sorted({c.verify.secret_file for c in clones if c.verify and c.verify.secret_file})
+
+
+def secrets_fingerprint(paths: list[str]) -> str:
+    """Changes whenever one of ``paths`` changes, appears or goes away."""
+    h = hashlib.sha256()
+    for path in paths:
+        try:
+            h.update(path.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+        except OSError as exc:
+            h.update(path.encode() + b"\1" + str(exc.errno).encode())
+    return h.hexdigest()
+
+
+def read_secret(clone: RequestClone) -> bytes:
+    """The raw value of a file-sourced RequestClone's verify secret (``secretFile``); raises
+    :class:`Unverifiable` naming the file and the fix."""
+    ref = clone.verify
+    assert ref is not None
+    if not ref.secret_file:
+        raise Unverifiable(INVALID_SPEC, "spec.verify.secretRef needs Kubernetes: the file "
+                           "source takes secretFile")
+    try:
+        return Path(ref.secret_file).read_bytes()
+    except OSError as exc:
+        raise Unverifiable(SECRET_NOT_FOUND, f"spec.verify.secretFile {ref.secret_file} "
+                           f"cannot be read ({exc.strerror or type(exc).__name__})") from None
 
 
 def backend_for(clone: RequestClone, aliases: dict[str, str]) -> Backend:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from pathlib import Path
@@ -21,35 +22,47 @@ from .files import (
     fingerprint,
     load,
     load_receivers,
+    read_secret,
     receiver_route,
+    secret_files,
+    secrets_fingerprint,
 )
 from .model import InvalidSpec, RequestClone
 from .receivermodel import Receiver, derived_path
-from .resolve import HOST_CLAIMED, claimed_elsewhere
+from .resolve import HOST_CLAIMED, SecretOf, claimed_elsewhere, host_verifications
 
 log = logging.getLogger(__name__)
 
 
 def file_table(clones: list[RequestClone], aliases: dict[str, str],
-               host_policy: str = "namespace") -> tuple[RouteTable, list[Rejected]]:
-    """The route table for file-sourced clones (version 0: the store assigns one). Pure.
+               host_policy: str = "namespace", secret_of: SecretOf = read_secret
+               ) -> tuple[RouteTable, list[Rejected]]:
+    """The route table for file-sourced clones (version 0: the store assigns one). Pure but
+    for ``secret_of``, which reads ``spec.verify.secretFile``.
 
     Under the ``namespace`` host policy a host belongs to the namespace of its oldest clone
     (see :func:`hookfan.operator.resolve.claimed_elsewhere`); clones for it elsewhere are rejected.
+    Clones whose verify conflicts or cannot be applied are rejected with the reason
+    (:func:`hookfan.operator.resolve.host_verifications`).
     """
     entries: list[tuple[str, Backend]] = []
     rejected: list[Rejected] = []
     denied = claimed_elsewhere(clones, host_policy)
+    verify, refused = host_verifications([c for c in clones if c.key not in denied], secret_of)
     for clone in clones:
         if clone.key in denied:
             rejected.append(Rejected("", clone.key, f"{HOST_CLAIMED}: host {clone.host} belongs "
                                      f"to namespace {denied[clone.key]}"))
             continue
+        if clone.key in refused:
+            reason, message = refused[clone.key]
+            rejected.append(Rejected("", clone.key, f"{reason}: {message}"))
+            continue
         try:
             entries.append((clone.host, backend_for(clone, aliases)))
         except InvalidSpec as exc:
             rejected.append(Rejected("", clone.key, str(exc)))
-    return build_table(entries, 0), rejected
+    return build_table(entries, 0, verify=verify), rejected
 
 
 def file_receivers(receivers: list[Receiver], aliases: dict[str, str], key: str
@@ -82,7 +95,7 @@ class Publisher:
         self._version: int | None = None
 
     def sync(self, table: RouteTable) -> bool:
-        content = (table.routes, table.receivers)
+        content = (table.routes, table.receivers, table.verify)
         if content == self._content and not self.lost():
             return False
         self._version = self.store.publish_routes(table)
@@ -122,13 +135,15 @@ def _poll(settings: Settings, store: Store, stop: threading.Event, stats: Operat
     publisher = Publisher(store)
     seen: str | None = None
     table: RouteTable | None = None
+    secrets: list[str] = []
     while True:
         try:
-            current = fingerprint(root)
+            # Secret files count as the directory's content: a rotation republishes.
+            current = fingerprint(root) + secrets_fingerprint(secrets)
             if current != seen:
-                table = _read(root, aliases, settings.operator.host_policy, store,
-                              settings.operator.receiver_path_key)
-                seen = current
+                table, secrets = _read(root, aliases, settings.operator.host_policy, store,
+                                       settings.operator.receiver_path_key)
+                seen = fingerprint(root) + secrets_fingerprint(secrets)
         except OSError as exc:
             if seen != "unreadable":
                 log.error("routes directory unreadable, live route table kept",
@@ -150,12 +165,20 @@ def _poll(settings: Settings, store: Store, stop: threading.Event, stats: Operat
 
 
 def _read(root: Path, aliases: dict[str, str], host_policy: str,
-          store: Store, path_key: str = "") -> RouteTable | None:
-    """The table to publish from ``root``, or None to keep the live one: an empty table
-    replaces a non-empty live one only when ``root`` really holds no RequestClones (nothing
-    rejected, no file unreadable), and then with a warning. Raises OSError when ``root``
-    cannot be listed, redis.RedisError when the live table cannot be read."""
+          store: Store, path_key: str = "") -> tuple[RouteTable | None, list[str]]:
+    """The table to publish from ``root`` (None to keep the live one), and the secret files
+    it read. An empty table replaces a non-empty live one only when ``root`` really holds no
+    RequestClones (nothing rejected, no file unreadable), and then with a warning. Raises
+    OSError when ``root`` cannot be listed, redis.RedisError when the live table cannot be
+    read."""
     clones, rejected = load(root)
+    return (_usable(root, clones, rejected, aliases, host_policy, store, path_key),
+            secret_files(clones))
+
+
+def _usable(root: Path, clones: list[RequestClone], rejected: list[Rejected],
+            aliases: dict[str, str], host_policy: str, store: Store,
+            path_key: str = "") -> RouteTable | None:
     table, unresolved = file_table(clones, aliases, host_policy)
     for r in rejected + unresolved:
         log.error("RequestClone skipped", extra={"file": r.file, "requestclone": r.name,
@@ -166,7 +189,7 @@ def _read(root: Path, aliases: dict[str, str], host_policy: str,
         log.error("Receiver skipped", extra={"file": r.file, "receiver": r.name,
                                              "reason": r.reason})
     rejected += refused
-    table = RouteTable(0, table.routes, paths)
+    table = dataclasses.replace(table, receivers=paths)
     if table.routes or table.receivers:
         return table
     live = store.load_routes()

@@ -149,10 +149,16 @@ class Kube:
             return self.core.list_service_for_all_namespaces(**kw)
         return self.core.list_namespaced_service(self.scope.namespace, **kw)
 
+    def _list_secrets(self, **kw: Any) -> Any:
+        if self.scope.namespace is None:
+            return self.core.list_secret_for_all_namespaces(**kw)
+        return self.core.list_namespaced_secret(self.scope.namespace, **kw)
+
     def lister(self, kind: str) -> Callable[..., Any]:
-        """``requestclones``, ``receivers``, ``services`` or ``namespaces`` (every one: a
-        Namespace has no namespace to scope it)."""
+        """``requestclones``, ``receivers``, ``secrets``, ``services`` or ``namespaces``
+        (every one: a Namespace has no namespace to scope it)."""
         return {"requestclones": self._list_clones, "receivers": self._list_receivers,
+                "secrets": self._list_secrets,
                 "namespaces": self._list_namespaces}.get(kind, self._list_services)
 
     def list(self, kind: str, timeout: float) -> tuple[list[dict[str, Any]], str]:

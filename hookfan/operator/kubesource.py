@@ -1,14 +1,17 @@
 """The operator loop for the Kubernetes source: watches feed the pure core, the leader publishes.
 
-:class:`~hookfan.operator.kubewatch.Watcher` threads keep caches of RequestClones, Services
-and Receivers (and Namespaces, once a Receiver's namespaceSelector needs them; see
-:mod:`~hookfan.operator.receiversource`). On any change the reconciler takes a snapshot, runs
-:func:`~hookfan.operator.resolve.resolve`, and, when this replica may write (no leader election,
-or it holds the Lease), publishes the whole table in one atomic write and queues status writes.
+:class:`~hookfan.operator.kubewatch.Watcher` threads keep caches of RequestClones, Services,
+Secrets (for ``spec.verify``; names and data only) and Receivers (and Namespaces, once a
+Receiver's namespaceSelector needs them; see :mod:`~hookfan.operator.receiversource`). On any
+change the reconciler takes a snapshot, runs :func:`~hookfan.operator.resolve.resolve`, and,
+when this replica may write (no leader election, or it holds the Lease), publishes the whole
+table in one atomic write and queues status writes.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import logging
 import os
@@ -30,11 +33,22 @@ from .deliverystatus import DeliveryStatus
 from .filesource import Publisher
 from .kubeclient import Kube, RateLimit, Scope, api_client
 from .kubestatus import StatusWriter
-from .kubewatch import Watcher
+from .kubewatch import Obj, Watcher
 from .leader import LeaderElector, LeaseConfig
 from .model import RequestClone, parse
 from .receiversource import ReceiverSource
-from .resolve import Invalid, Service, ServicePort, checked, resolve
+from .resolve import (
+    INVALID_SECRET,
+    INVALID_SPEC,
+    SECRET_NOT_FOUND,
+    Invalid,
+    SecretOf,
+    Service,
+    ServicePort,
+    Unverifiable,
+    checked,
+    resolve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +71,43 @@ def to_service(obj: Mapping[str, Any]) -> Service:
                    str(spec.get("clusterIP") or ""), ports)
 
 
+def secret_data(obj: Obj) -> Obj:
+    """What the cache keeps of a Secret: its name and data (not its annotations, where
+    ``kubectl apply`` leaves a second copy of the data)."""
+    meta = obj.get("metadata") or {}
+    return {"metadata": {"namespace": meta.get("namespace"), "name": meta.get("name")},
+            "data": dict(obj.get("data") or {})}
+
+
+def secret_reader(secrets: Mapping[tuple[str, str], Obj] | None) -> SecretOf:
+    """Reads a RequestClone's verify secret from the Secrets cache (None: Secrets could not be
+    listed). The messages name the Secret and key, never a value."""
+    def secret_of(clone: RequestClone) -> bytes:
+        ref = clone.verify
+        assert ref is not None
+        if ref.secret_file:
+            raise Unverifiable(INVALID_SPEC, "spec.verify.secretFile works only with the file "
+                               "source (--routes-dir): use secretRef")
+        where = f"Secret {clone.namespace}/{ref.secret_name}"
+        if secrets is None:
+            raise Unverifiable(SECRET_NOT_FOUND, "Secrets cannot be listed: allow the operator "
+                               "get, list and watch on secrets")
+        found = secrets.get((clone.namespace, ref.secret_name))
+        if found is None:
+            raise Unverifiable(SECRET_NOT_FOUND, f"{where} not found: create it, or fix "
+                               "spec.verify.secretRef.name")
+        value = (found.get("data") or {}).get(ref.secret_key)
+        if value is None:
+            raise Unverifiable(SECRET_NOT_FOUND, f"{where} has no key {ref.secret_key!r}: "
+                               "fix spec.verify.secretRef.key")
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise Unverifiable(INVALID_SECRET, f"{where} key {ref.secret_key!r} is not "
+                               "base64") from None
+    return secret_of
+
+
 class Operator:
     def __init__(self, settings: Settings, store: Store, kube: Kube,
                  elector_cfg: LeaseConfig | None = None) -> None:
@@ -68,6 +119,8 @@ class Operator:
                               d.min_retry_delay, d.max_retry_delay)
         self.services = Watcher(kube, "services", self.dirty.set, o.resync_period,
                                 d.min_retry_delay, d.max_retry_delay)
+        self.secrets = Watcher(kube, "secrets", self.dirty.set, o.resync_period,
+                               d.min_retry_delay, d.max_retry_delay, secret_data)
         self.elector = None if elector_cfg is None else LeaderElector(
             kube.coordination, elector_cfg, self._leadership, kube.limit.acquire)
         self.publisher = Publisher(store)
@@ -87,7 +140,7 @@ class Operator:
         return {f"{ns}/{name}": o for (ns, name), o in self.clones.snapshot().items()}
 
     def _restarts(self) -> dict[str, int]:
-        return {w.kind: w.restarts for w in (self.clones, self.services,
+        return {w.kind: w.restarts for w in (self.clones, self.services, self.secrets,
                                              self.receivers.receivers,
                                              self.receivers.namespaces)}
 
@@ -116,8 +169,13 @@ class Operator:
             return
         objs = {f"{ns}/{name}": o for (ns, name), o in self.clones.snapshot().items()}
         services = {k: to_service(o) for k, o in self.services.snapshot().items()}
-        result = resolve([to_clone(o) for o in objs.values()], services,
-                         self.settings.operator.host_policy)
+        clones = [to_clone(o) for o in objs.values()]
+        secrets = self.secrets.snapshot() if self.secrets.synced.is_set() else None
+        if secrets is None and self.secrets.restarts == 0 and any(
+                isinstance(c, RequestClone) and c.verify is not None for c in clones):
+            return  # Secrets not listed yet: no flap to SecretNotFound (its list calls again)
+        result = resolve(clones, services, self.settings.operator.host_policy,
+                         secret_reader(secrets))
         writes = self.may_write()
         received, receiver_objs = self.receivers.resolve(
             services, writes, self.kube.scope.namespace is None)
@@ -165,7 +223,7 @@ class Operator:
         """Run until ``stop`` is set; then stop within ``--graceful-shutdown-timeout``,
         releasing the Lease if configured."""
         threads = [threading.Thread(target=w.run, args=(stop,), daemon=True, name=w.kind)
-                   for w in (self.clones, self.services)]
+                   for w in (self.clones, self.services, self.secrets)]
         threads.append(threading.Thread(target=self._reconcile_loop, args=(stop,),
                                         daemon=True, name="reconcile"))
         threads.append(threading.Thread(target=self.scanner.run, args=(stop,), daemon=True,

@@ -47,8 +47,10 @@ class Backoff:
 class Watcher:
     def __init__(self, kube: Kube, kind: str, on_change: Callable[[], None],
                  resync: float, min_delay: float, max_delay: float,
-                 optional: bool = False) -> None:
+                 keep: Callable[[Obj], Obj] | None = None, optional: bool = False) -> None:
         self.kube, self.kind, self.on_change, self.resync = kube, kind, on_change, resync
+        self.keep = keep or (lambda obj: obj)
+        """What of an object the cache holds (all of it by default)."""
         self.optional = optional
         """A 404 on the list (the kind's CRD is not installed) counts as synced and empty,
         so one missing CRD does not stop the operator (``helm upgrade`` does not install a
@@ -104,7 +106,7 @@ class Watcher:
     def _relist(self) -> str:
         items, rv = self.kube.list(self.kind, timeout=30)
         with self._lock:
-            self._cache = {obj_key(o): o for o in items}
+            self._cache = {obj_key(o): self.keep(o) for o in items}
         self.lists += 1
         self.synced.set()
         self.on_change()
@@ -132,6 +134,6 @@ class Watcher:
             if kind == "DELETED":
                 self._cache.pop(obj_key(obj), None)
             elif kind in ("ADDED", "MODIFIED"):
-                self._cache[obj_key(obj)] = obj
+                self._cache[obj_key(obj)] = self.keep(obj)
         self.on_change()
         return str(rv) if rv else None

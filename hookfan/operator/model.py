@@ -10,6 +10,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .verifyspec import VerifyRef, parse_verify
+
 GROUP = "proxy.infra.doodle.com"
 VERSION = "v1beta1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -27,6 +29,8 @@ class RequestClone:
     generation: int = 0
     created: str = ""
     """creationTimestamp (RFC 3339), for ordering claims on a host."""
+    verify: VerifyRef | None = None
+    """``spec.verify``: requests for the host must carry a valid signature."""
 
     @property
     def key(self) -> str:
@@ -51,6 +55,14 @@ def is_request_clone(doc: Any) -> bool:
 
 def parse(doc: dict[str, Any], default_namespace: str = "default") -> RequestClone:
     """A RequestClone from a manifest or API object; raises InvalidSpec naming what to fix."""
+    spec = doc.get("spec")
+    verify = None
+    if isinstance(spec, dict) and spec.get("verify") is not None:
+        # Before the schema: its anyOf/oneOf errors would not say which rule was broken.
+        try:
+            verify = parse_verify(spec["verify"])
+        except ValueError as exc:
+            raise InvalidSpec(str(exc)) from None
     errors = sorted(jsonschema.Draft7Validator(schema()).iter_errors(doc), key=lambda e: e.path)
     if errors:
         err = errors[0]
@@ -71,6 +83,7 @@ def parse(doc: dict[str, Any], default_namespace: str = "default") -> RequestClo
         service_port=port,
         generation=meta.get("generation") or 0,
         created=str(meta.get("creationTimestamp") or ""),
+        verify=verify,
     )
 
 

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from hookfan.routes import Backend, RouteTable, build_table, normalize_host
+from hookfan.signatures import Verification
 
 from .model import InvalidSpec, RequestClone
+from .verifyspec import verification
 
 T = TypeVar("T")
 
@@ -21,6 +23,9 @@ SERVICE_NOT_FOUND = "ServiceNotFound"
 PORT_NOT_FOUND = "ServicePortNotFound"
 INVALID_SPEC = "InvalidSpec"
 HOST_CLAIMED = "HostClaimedByOtherNamespace"
+VERIFY_CONFLICT = "VerifyConflict"
+SECRET_NOT_FOUND = "SecretNotFound"
+INVALID_SECRET = "InvalidSecret"
 
 HOST_POLICIES = ("namespace", "shared")
 
@@ -117,6 +122,56 @@ def claimed_elsewhere(clones: Iterable[RequestClone], policy: str) -> dict[str, 
             if owners[normalize_host(c.host)] != c.namespace}
 
 
+class Unverifiable(Exception):
+    """A host's ``spec.verify`` cannot be applied: its RequestClones must not serve (a host
+    that asked for verification is never served unverified)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+SecretOf = Callable[[RequestClone], bytes]
+"""The raw value of a RequestClone's verify secret; raises :class:`Unverifiable`."""
+
+
+def no_secrets(clone: RequestClone) -> bytes:
+    raise Unverifiable(SECRET_NOT_FOUND, "no source of secrets is configured")
+
+
+def host_verifications(clones: Iterable[RequestClone], secret_of: SecretOf
+                       ) -> tuple[dict[str, Verification], dict[str, tuple[str, str]]]:
+    """(host -> its verification, ``namespace/name`` -> (reason, message) of each clone that
+    must not serve). The oldest RequestClone of a host (creationTimestamp, then name) says
+    what the host's verify is; a newer one saying otherwise gets ``VerifyConflict``. When the
+    oldest's secret cannot be had, every clone of the host is refused."""
+    by_host: dict[str, list[RequestClone]] = {}
+    for clone in clones:
+        by_host.setdefault(normalize_host(clone.host), []).append(clone)
+    verify: dict[str, Verification] = {}
+    refused: dict[str, tuple[str, str]] = {}
+    for host, group in by_host.items():
+        first, *rest = sorted(group, key=_age)
+        said = first.verify.describe() if first.verify else "no verify"
+        for clone in rest:
+            if clone.verify != first.verify:
+                refused[clone.key] = (VERIFY_CONFLICT, (
+                    f"spec.verify differs from that of {first.key}, the oldest RequestClone of "
+                    f"host {host} ({said}): make them equal"))
+        if first.verify is None:
+            continue
+        try:
+            try:
+                verify[host] = verification(first.verify, secret_of(first))
+            except ValueError as exc:
+                raise Unverifiable(INVALID_SECRET, str(exc)) from None
+        except Unverifiable as exc:
+            for clone in group:
+                refused.setdefault(clone.key, (exc.reason, (
+                    f"{exc.message}; requests for host {host} get 503 until it is fixed")))
+    return verify, refused
+
+
 def service_port(service: Service, wanted: int | str) -> int | None:
     """The port to dial for ``wanted`` (a port name or number; ``""``: the Service's only
     port), or None if the Service has none. A headless Service is dialled on the Pods
@@ -161,18 +216,19 @@ def service_url(svc: Service, port: int) -> str:
 
 def resolve(clones: Iterable[RequestClone | Invalid],
             services: Mapping[tuple[str, str], Service],
-            policy: str = "namespace") -> Resolution:
+            policy: str = "namespace", secret_of: SecretOf = no_secrets) -> Resolution:
     """The route table and every RequestClone's condition.
 
     ``services`` is keyed by (namespace, name). A malformed object gets ``InvalidSpec``; under
     the ``namespace`` policy a RequestClone whose host another namespace owns gets
     ``HostClaimedByOtherNamespace`` and no backend; otherwise the Service decides. Of several
     objects with one namespace/name (files can say it twice), the last one counts, for its
-    condition and its route alike.
+    condition and its route alike. ``spec.verify``: :func:`host_verifications`.
     """
     items = list({c.key: c for c in clones}.values())
     valid = [c for c in items if isinstance(c, RequestClone)]
     denied = claimed_elsewhere(valid, policy)
+    verify, refused = host_verifications([c for c in valid if c.key not in denied], secret_of)
     conditions: dict[str, Condition] = {}
     entries: list[tuple[str, Backend]] = []
     for item in items:
@@ -186,8 +242,15 @@ def resolve(clones: Iterable[RequestClone | Invalid],
                 "(its RequestClone is older): use another host, or run the operator with "
                 "--host-policy shared"), item.generation)
             continue
+        if item.key in refused:
+            reason, message = refused[item.key]
+            conditions[item.key] = Condition(False, reason, message, item.generation)
+            continue
         backend, cond = backend_condition(item, services)
+        if backend is not None and item.verify is not None:
+            cond = Condition(True, cond.reason, f"{cond.message}, verifying "
+                             f"{item.verify.provider} signatures", cond.generation)
         conditions[item.key] = cond
         if backend is not None:
             entries.append((item.host, backend))
-    return Resolution(build_table(entries, 0), conditions)
+    return Resolution(build_table(entries, 0, verify=verify), conditions)

@@ -9,21 +9,28 @@
 -- KEYS[6]  hookfan:backends           set of backend urls
 -- KEYS[7]  hookfan:quota              hash, 'p:<host>' copies, 'b:<host>' stored bytes
 -- KEYS[6 + 2i], KEYS[7 + 2i]          hookfan:q:<url>, hookfan:c:<url> of copy i (i = 1..n)
+-- KEYS[8 + 2n] (optional)             hookfan:seen:<digest>, string: a signed request already
+--                                     accepted (only for hosts with spec.verify)
 --
 -- ARGV[1] '1' to de-duplicate, ARGV[2] window ms, ARGV[3] request id, ARGV[4] copies n,
 -- ARGV[5] k field pairs of the request, ARGV[6] host (as matched), ARGV[7] the request's
 -- stored bytes, ARGV[8] most copies the host may hold, ARGV[9] most stored bytes (0: no cap),
--- then 2k values, then per copy: delivery id, url, route.
+-- then 2k values, then per copy: delivery id, url, route; with KEYS[8 + 2n], last the ms that
+-- key is kept (how long the signature stays acceptable).
 --
 -- Returns nil when stored; the first request's '<request id>:<copies>' when KEYS[2] names one;
 -- 'fenced' (nothing written) when the intake already gave up on this call and answered 503;
 -- {'quota', 'pending' or 'bytes'} (nothing written) when the request would take its host past
--- a cap. A stored request adds its copies and bytes to its host's fields in KEYS[7] and keeps
--- '<bytes> <host>' in its field 'q', for the scripts that take them off again.
+-- a cap; {'replayed'} (nothing written) when KEYS[8 + 2n] exists. A stored request adds its
+-- copies and bytes to its host's fields in KEYS[7] and keeps '<bytes> <host>' in its field
+-- 'q', for the scripts that take them off again.
 -- Every time is Redis's clock (ms). A backend owned by a running task is not made due: that
 -- task claims the new copy itself. Wakes the dispatchers (Pub/Sub, not persisted) only when a
 -- backend became due earlier than it was.
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'fenced' end
+local n = tonumber(ARGV[4])
+local seen = KEYS[8 + 2 * n]
+if seen and redis.call('EXISTS', seen) == 1 then return {'replayed'} end
 if ARGV[1] == '1' then
   local first = redis.call('GET', KEYS[2])
   if first then return first end
@@ -31,7 +38,6 @@ end
 local host, size = ARGV[6], tonumber(ARGV[7])
 local most_copies, most_bytes = tonumber(ARGV[8]), tonumber(ARGV[9])
 local pf, bf = 'p:' .. host, 'b:' .. host
-local n = tonumber(ARGV[4])
 if most_copies > 0 or most_bytes > 0 then
   local held = redis.call('HMGET', KEYS[7], pf, bf)
   if most_copies > 0 and tonumber(held[1] or 0) + n > most_copies then
@@ -73,5 +79,6 @@ if n > 0 then
   wake = #due > 0 and redis.call('ZADD', KEYS[4], 'LT', 'CH', unpack(due)) > 0
 end
 if ARGV[1] == '1' then redis.call('SET', KEYS[2], ARGV[3] .. ':' .. n, 'PX', ARGV[2]) end
+if seen then redis.call('SET', seen, '1', 'PX', ARGV[#ARGV]) end
 if wake then redis.call('PUBLISH', 'hookfan:wake', '1') end
 return false

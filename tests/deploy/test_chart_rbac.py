@@ -55,7 +55,8 @@ def test_contract_parser_reads_every_rule() -> None:
     assert ("events.k8s.io", "events", "create") in rules
     assert ("", "services", "watch") in rules
     assert ("webhook.infra.doodle.com", "receivers/status", "patch") in rules
-    assert len(rules) == 21
+    assert ("", "secrets", "watch") in rules
+    assert len(rules) == 24
 
 
 def test_cluster_mode_grants_exactly_the_contract(defaults: list[dict[str, Any]]) -> None:

@@ -86,7 +86,44 @@ def test_rbac_grants_the_operator_least_privilege() -> None:
     want |= {("proxy.infra.doodle.com", "requestclones/status", "patch")}
     want |= {("webhook.infra.doodle.com", "receivers", v) for v in ("get", "list", "watch")}
     want |= {("webhook.infra.doodle.com", "receivers/status", "patch")}
-    want |= {("", v, w) for v in ("services", "namespaces") for w in ("get", "list", "watch")}
+    want |= {("", res, v) for res in ("services", "namespaces", "secrets")
+             for v in ("get", "list", "watch")}
     want |= {(g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch")}
     want |= {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
     assert rules() == want
+
+
+def with_verify(verify: dict[str, Any]) -> dict[str, Any]:
+    doc = copy.deepcopy(examples()[0])
+    doc["spec"]["verify"] = verify
+    return doc
+
+
+REF = {"name": "gh-webhook", "key": "secret"}
+
+
+@pytest.mark.parametrize("verify", [
+    {"provider": "github", "secretRef": REF},
+    {"provider": "stripe", "secretRef": REF, "tolerance": "10m"},
+    {"provider": "slack", "secretFile": "/etc/hookfan/slack"},
+    {"provider": "standard-webhooks", "secretRef": REF, "tolerance": "1m30s"},
+    {"provider": "hmac-sha256", "secretRef": REF, "header": "X-Signature"},
+])
+def test_schema_accepts_verify(verify: dict[str, Any]) -> None:
+    jsonschema.Draft7Validator(schema()).validate(with_verify(verify))
+
+
+@pytest.mark.parametrize("verify", [
+    {"provider": "gitlab", "secretRef": REF},
+    {"provider": "hmac-sha256", "secretRef": REF},
+    {"provider": "github", "secretRef": REF, "header": "X-Signature"},
+    {"provider": "github"},
+    {"provider": "github", "secretRef": REF, "secretFile": "/s"},
+    {"provider": "github", "secretRef": {"name": "gh-webhook"}},
+    {"provider": "stripe", "secretRef": REF, "tolerance": "5 minutes"},
+    {"provider": "hmac-sha256", "secretRef": REF, "header": "X Signature"},
+    {"secretRef": REF},
+])
+def test_schema_rejects_a_bad_verify(verify: dict[str, Any]) -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(schema()).validate(with_verify(verify))
