@@ -29,6 +29,7 @@ from hookfan.config import (
     RETENTION,
     SERVING,
     UNSAFE_REDIS,
+    VERIFY_KEY,
     Flag,
     Settings,
 )
@@ -106,10 +107,10 @@ def hookfan() -> None:
 
 
 def _store(settings: Settings) -> Store:
-    return Store(connect(settings.redis))
+    return Store(connect(settings.redis), verify_key=settings.redis.verify_key())
 
 
-@command(hookfan, "app", [*INTAKE, *SERVING, *UNSAFE_REDIS],
+@command(hookfan, "app", [*INTAKE, *VERIFY_KEY, *SERVING, *UNSAFE_REDIS],
          "Run the intake (Flask under gunicorn).", kept=DELIVERY)
 def _app(settings: Settings, given: dict[str, Any]) -> int:
     from hookfan.app.server import run
@@ -124,7 +125,7 @@ def _worker(settings: Settings, given: dict[str, Any]) -> int:
     return run(settings)
 
 
-@command(hookfan, "operator", [*OPERATOR, *RETRY_DELAYS, *SERVING],
+@command(hookfan, "operator", [*OPERATOR, *VERIFY_KEY, *RETRY_DELAYS, *SERVING],
          "Publish RequestClones (Kubernetes or --routes-dir files) as the route table.",
          kept=DELIVERY)
 def _operator(settings: Settings, given: dict[str, Any]) -> int:

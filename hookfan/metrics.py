@@ -42,7 +42,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 AGE_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0)
 BYTES_BUCKETS = (256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
                  10485760.0)
-REJECT_REASONS = ("redis_full", "max_pending", "quota", "redis_unavailable", "signature")
+REJECT_REASONS = ("redis_full", "max_pending", "quota", "redis_unavailable", "signature",
+                  "verify_unreadable")
 ATTEMPT_BUCKETS = (1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0)
 
 

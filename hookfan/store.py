@@ -8,6 +8,7 @@ the operator do; the worker's claim/settle calls are in :mod:`hookfan.schedule`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,8 @@ from hookfan.config import RedisSettings
 from hookfan.deadletters import DeadLetter, DeadLetters, Record
 from hookfan.envelope import StoredRequest, request_meta
 from hookfan.routes import Backend, RouteTable, normalize_host
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -144,9 +147,13 @@ def parse_copy(value: bytes) -> tuple[int, int, float, str]:
 
 
 class Store:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, verify_key: bytes | None = None) -> None:
         # redis-py's stubs type replies as bytes | str; this client always returns bytes.
         self.r: Any = client
+        self.verify_key = verify_key
+        """Seals (operator) and opens (app) the signing secrets in :data:`keys.VERIFY`
+        (``--verify-key-file``); None: they are written in clear."""
+        self._warned_clear = False
         self.scripts = scripts.register(client)
         self.dead = DeadLetters(client)
 
@@ -159,7 +166,12 @@ class Store:
         pipe = self.r.pipeline(transaction=True)
         pipe.set(keys.ROUTES, published.to_json())
         if table.verify:
-            pipe.set(keys.VERIFY, signatures.dump(table.verify))
+            if self.verify_key is None and not self._warned_clear:
+                self._warned_clear = True
+                log.warning("spec.verify signing secrets are kept in Redis in clear (%s): give "
+                            "the operator and the app --verify-key-file, so that only they can "
+                            "read them", keys.VERIFY)
+            pipe.set(keys.VERIFY, signatures.dump(table.verify, self.verify_key))
         else:
             pipe.delete(keys.VERIFY)
         pipe.set(keys.ROUTES_VERSION, version)
@@ -183,7 +195,7 @@ class Store:
         table = RouteTable.from_json(raw)
         if verify is None:
             return table
-        return dataclasses.replace(table, verify=signatures.load(verify))
+        return dataclasses.replace(table, verify=signatures.load(verify, self.verify_key))
 
     # -- intake ------------------------------------------------------------------------------
     def accept(self, request_id: str, req: StoredRequest, backends: Sequence[Backend]) -> list[str]:
