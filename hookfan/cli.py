@@ -19,7 +19,7 @@ from typing import Any
 import click
 import redis
 
-from hookfan import clickflags, config, dltool, logs, tracing
+from hookfan import clickflags, config, dltool, keys, logs, tracing
 from hookfan.clickflags import FlagCommand, options
 from hookfan.config import (
     COMMON,
@@ -104,6 +104,8 @@ def command(group: click.Group, name: str, flags: Sequence[Flag], help: str,
                       message="%(prog)s %(version)s")
 def hookfan() -> None:
     """Durable webhook fan-out proxy."""
+    if keys.PREFIX_ERROR:
+        raise click.UsageError(keys.PREFIX_ERROR)
 
 
 def _store(settings: Settings) -> Store:

@@ -9,8 +9,34 @@ scripts in :mod:`hookfan.scripts` declare every key they touch.
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 
-PREFIX = "hookfan:"
+DEFAULT_PREFIX = "hookfan:"
+CLUSTER_PREFIX = "{hookfan}:"
+"""The prefix for Redis Cluster: the hash tag puts every hookfan key in one slot, so that no
+script crosses slots (see docs/scaling.md)."""
+
+
+def checked_prefix(text: str) -> str:
+    """``HOOKFAN_KEY_PREFIX``'s value, checked: raises ValueError naming the variable."""
+    tag = re.fullmatch(r"[^{}]*(\{[^{}]+\})?[^{}]*", text)
+    if not text.endswith(":") or tag is None:
+        raise ValueError(f"HOOKFAN_KEY_PREFIX {text!r}: give a prefix ending in ':', with at "
+                         f"most one non-empty {{hash tag}} (e.g. {CLUSTER_PREFIX!r})")
+    return text
+
+
+PREFIX_ERROR = ""
+"""Why ``HOOKFAN_KEY_PREFIX`` was refused (the CLI then exits 2 with it before anything runs)."""
+try:
+    PREFIX = checked_prefix(os.environ.get("HOOKFAN_KEY_PREFIX") or DEFAULT_PREFIX)
+except ValueError as exc:
+    PREFIX, PREFIX_ERROR = DEFAULT_PREFIX, str(exc)
+"""Every key's prefix: ``hookfan:``, or ``HOOKFAN_KEY_PREFIX`` (read once, as the process
+starts; every process of one installation must use the same). An installation's prefix cannot
+change later: its keys would be left behind."""
+_TAG = re.search(r"\{[^{}]+\}", PREFIX)
 ROUTES = PREFIX + "routes"
 """The whole route table, JSON, written with :data:`ROUTES_VERSION` in one transaction."""
 ROUTES_VERSION = PREFIX + "routes:version"
@@ -62,7 +88,7 @@ owned by a task (:data:`OWNED`) is absent: its task picks up new copies itself."
 OWNED = PREFIX + "owned"
 """Sorted set: backend URL -> ms when the current task's ownership lapses (a task message was
 published for it, or a task is running it). A lapsed owner is looked at again."""
-WAKE = PREFIX + "wake"
+WAKE = "hookfan:wake"
 """Pub/Sub channel: the intake (and a task ending with work left) wakes the dispatchers.
 A lost message only delays the dispatcher's next look, which is bounded by its idle wait."""
 DEAD = PREFIX + "dead"
@@ -92,7 +118,7 @@ STATS = PREFIX + "stats"
 """Hash of per-backend delivery figures the workers keep for RequestClone status: fields
 ``<figure>:<route> <backend url>`` with figure ``delivered`` (a count), ``last_delivered``
 (a Unix time) and ``last_error`` (a status or error class, never content)."""
-QUEUE = "hookfan.deliveries"
+QUEUE = (_TAG.group(0) if _TAG else "hookfan") + ".deliveries"
 """The Celery (kombu) queue of ``hookfan.deliver`` wake-ups; kombu uses the queue name as the
 list key. A message names a backend, never a copy: losing or repeating one costs nothing."""
 LEGACY = (PREFIX + "schedule", PREFIX + "dlv:", PREFIX + "busy:")
