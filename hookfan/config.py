@@ -292,6 +292,9 @@ class DeliverySettings:
     dead_letter_retention: float = 14 * 86400.0
     """Workers delete dead letters older than this (and each body no other copy needs).
     0: keep them until purged (with ``noeviction`` they then fill Redis and stop the intake)."""
+    auto_pause_after: float = 0.0
+    """Pause a backend that has had no delivery for this long while its copies failed
+    (``hookfan backends resume`` undoes it). 0: never."""
 
     @property
     def lease(self) -> float:
@@ -574,6 +577,14 @@ def _retention(text: str) -> float:
 RETENTION = (
     Flag("dead-letter-retention", "delivery.dead_letter_retention", _retention,
          "delete dead letters older than this, e.g. 14d or 36h (0: keep until purged)"),
+)
+def _off_or_duration(text: str) -> float:
+    return 0.0 if text.strip() in ("0", "off") else parse_duration(text)
+
+
+PAUSING = (
+    Flag("auto-pause-after", "delivery.auto_pause_after", _off_or_duration,
+         "pause a backend with no delivery for this long while failing (0: never)"),
 )
 OPERATOR = (
     Flag("routes-dir", "operator.routes_dir", str, "directory of RequestClone YAML files"),

@@ -76,6 +76,10 @@ COPIES = PREFIX + "c:"
 pending copy (ready or in flight). The generation is the attempt token: bumped at each claim,
 never reset (a replay keeps it), so an outcome carrying an older one is stale. ``t0`` starts the
 retry age: acceptance, or the last replay."""
+RESUMING = PREFIX + "cr:"
+"""Hash per backend URL being resumed: the copies of its :data:`COPIES` hash that
+``resume.lua`` has not yet written back with their retry age moved (same layout). Exists
+only while a ``hookfan backends resume`` runs (or was interrupted: running it again goes on)."""
 SLOTS = PREFIX + "s:"
 """Sorted set per backend URL: ``<task token>:<k>`` -> ms when that sender slot's lease runs
 out. Its size is the number of senders allowed to run against the backend right now; claims
@@ -118,6 +122,21 @@ STATS = PREFIX + "stats"
 """Hash of per-backend delivery figures the workers keep for RequestClone status: fields
 ``<figure>:<route> <backend url>`` with figure ``delivered`` (a count), ``last_delivered``
 (a Unix time) and ``last_error`` (a status or error class, never content)."""
+PAUSED = PREFIX + "paused"
+"""Hash: paused backend URL -> JSON ``{"since": ms (Redis clock), "by": "cli"|"auto",
+"reason": text}``. Its copies are not claimed (``settle.lua``) nor dispatched
+(``dispatch.lua``); ``resume.lua`` removes the entry and moves each copy's retry-age start
+forward by the time it spent paused. Absent while no backend is paused."""
+FAILING = PREFIX + "failing"
+"""Hash: backend URL -> ms (Redis clock) of its first failed attempt since its last delivery,
+kept by ``settle.lua`` only for workers run with ``--auto-pause-after``."""
+PAUSE_EVENTS = PREFIX + "pausedevents"
+"""List of JSON ``{"url", "routes", "since", "reason"}``, one per auto-pause, pushed by
+``settle.lua`` (the last 1,000 kept) and popped by the operator's leader, which writes a
+``BackendPaused`` Event on each route's RequestClone."""
+WORKER_POLICY = PREFIX + "workerpolicy"
+"""JSON of the delivery flags the last worker to start runs with (``hookfan backends list``
+shows them as each backend's policy)."""
 QUEUE = (_TAG.group(0) if _TAG else "hookfan") + ".deliveries"
 """The Celery (kombu) queue of ``hookfan.deliver`` wake-ups; kombu uses the queue name as the
 list key. A message names a backend, never a copy: losing or repeating one costs nothing."""
@@ -147,6 +166,10 @@ def inflight(url: str) -> str:
 
 def copies(url: str) -> str:
     return COPIES + url
+
+
+def resuming(url: str) -> str:
+    return RESUMING + url
 
 
 def slots(url: str) -> str:

@@ -220,7 +220,13 @@ class WorkerMetrics:
         self.stale = Counter("hookfan_stale_outcomes_total", "Attempt outcomes dropped because "
                              "their copy had been re-claimed or had ended (a lease ran out).",
                              registry=None)
+        self.paused = Counter("hookfan_backend_paused_total", "Backends paused by "
+                              "--auto-pause-after.", ("backend",), registry=None)
         self._lock = threading.Lock()
+
+    def backend_paused(self, backend: str) -> None:
+        with self._lock:
+            self.paused.labels(backend).inc()
 
     def stale_outcomes(self, count: int) -> None:
         with self._lock:

@@ -70,6 +70,9 @@ class Batch:
     """The task no longer owns the backend and must stop."""
     dead: list[str] = field(default_factory=list)
     """Delivery ids dead-lettered by this call (outcomes, expired leases, retry age)."""
+    autopaused: bool = False
+    """This call paused the backend (``--auto-pause-after``): no delivery for that long while
+    its copies failed."""
 
 
 def _ms(seconds: float) -> int:
@@ -90,7 +93,7 @@ class Schedule:
         is due or an ownership lapses, or None if nothing is scheduled)."""
         candidates = [u.decode() for u in self.r.zrange(keys.DUE, 0, limit - 1)]
         out = self.scripts["dispatch"](
-            keys=[keys.DUE, keys.OWNED, *[keys.ready(u) for u in candidates]],
+            keys=[keys.DUE, keys.OWNED, *[keys.ready(u) for u in candidates], keys.PAUSED],
             args=[_ms(self.s.hold), *candidates])
         owned = [(out[i].decode(), int(out[i + 1])) for i in range(2, len(out), 2)]
         wait = int(out[1])
@@ -113,16 +116,21 @@ class Schedule:
         share = s.backend_concurrency or s.batch
         out = self.scripts["settle"](
             keys=[*keys.backend_keys(url), keys.DUE, keys.OWNED, keys.STATS, keys.DEAD,
-                  keys.DEAD_INFO, keys.QUEUE, keys.DEAD_COUNT, keys.QUOTA, *delivered],
+                  keys.DEAD_INFO, keys.QUEUE, keys.DEAD_COUNT, keys.QUOTA, *delivered,
+                  keys.PAUSED, keys.FAILING, keys.PAUSE_EVENTS],
             args=[url, token, held, want, share, s.backend_concurrency, _ms(s.lease),
                   _ms(s.hold), _ms(s.max_retry_age), _ms(s.min_retry_delay),
                   _ms(s.max_retry_delay), random.getrandbits(31), "1" if linger else "0",
-                  len(results), *flat])
+                  len(results), *flat, _ms(s.auto_pause_after)])
         copies = [Claimed(out[i].decode(), int(out[i + 1]), int(out[i + 2]),
                           int(out[i + 3]) / 1000, out[i + 4].decode())
-                  for i in range(6, len(out), 5)]
+                  for i in range(7, len(out), 5)]
         return Batch(copies, int(out[0]), int(out[1]), int(out[2]), int(out[3]),
-                     bool(int(out[4])), [d.decode() for d in out[5]])
+                     bool(int(out[4])), [d.decode() for d in out[5]], bool(int(out[6])))
+
+    def paused(self, url: str) -> bool:
+        """Is ``url`` paused now (``hookfan backends pause``)? Raises redis errors."""
+        return bool(self.r.hexists(keys.PAUSED, url))
 
     def requests(self, request_ids: Iterable[str]) -> dict[str, StoredRequest]:
         """The stored requests of ``request_ids`` (one pipelined read); a missing one (its

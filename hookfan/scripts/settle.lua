@@ -15,6 +15,11 @@
 -- KEYS[11] hookfan:dlcount  hash, '<route> <url>' -> dead letters of that pair
 -- KEYS[12] hookfan:quota    hash, 'p:<host>' copies, 'b:<host>' stored bytes per host
 -- KEYS[12 + j]              hookfan:req:<id> of the j-th outcome of kind 'd'
+-- then, last of all (after the request keys, whatever their number):
+-- KEYS[#KEYS - 2] hookfan:paused   hash, backend url -> JSON {since ms, by, reason}
+-- KEYS[#KEYS - 1] hookfan:failing  hash, backend url -> ms of its first failure since a
+--                                  delivery (kept only with --auto-pause-after)
+-- KEYS[#KEYS]     hookfan:pausedevents  list of JSON auto-pauses for the operator's Events
 --
 -- ARGV[1] url, ARGV[2] task token, ARGV[3] slots the token held (released here),
 -- ARGV[4] copies wanted (0: the task ends), ARGV[5] senders wanted, ARGV[6] cap (0: none),
@@ -22,7 +27,8 @@
 -- ARGV[11] max retry delay ms, ARGV[12] jitter seed, ARGV[13] '1' to linger (keep the ownership
 -- when nothing is due, for a task that waits a moment for new copies), ARGV[14] m outcomes,
 -- then per outcome:
--- delivery id, generation, kind, delay ms, reason, body bytes (-1: unknown). Kinds: 'd'
+-- delivery id, generation, kind, delay ms, reason, body bytes (-1: unknown); last of all
+-- (ARGV[#ARGV]) the auto-pause threshold ms (0: off). Kinds: 'd'
 -- delivered, 'r' retry after the delay, 'x' dead letter, 'u' never sent (the task ran out of its
 -- send window: no attempt). A dead letter keeps its body size, so listing never reads a body.
 --
@@ -36,8 +42,15 @@
 -- (read from the request's 'q'; a request stored without it was never counted). A dead
 -- letter still counts there, as its copy did.
 --
+-- A paused backend (hookfan backends pause) gets no claim, and its task's ownership ends
+-- without making it due (resume.lua does). With the auto-pause threshold set, a batch that
+-- recorded failures and no delivery pauses the backend once its first failure since the last
+-- delivery (or since it last had nothing pending) is that old, and tells the operator
+-- (KEYS[#KEYS]).
+--
 -- Returns {senders granted, due copies left, stale outcomes, Celery queue length, ended 0/1,
---          dead-lettered ids (table), then per claimed copy: id, generation, attempt, t0, route}.
+--          dead-lettered ids (table), auto-paused now 0/1,
+--          then per claimed copy: id, generation, attempt, t0, route}.
 -- include: quota
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -159,6 +172,31 @@ for _, did in ipairs(expired) do
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 
+-- 2b. pause: asked for, or (--auto-pause-after) no delivery for that long while failing
+local PAUSED, FAILING = KEYS[#KEYS - 2], KEYS[#KEYS - 1]
+local autopause, autopaused, paused = tonumber(ARGV[#ARGV]), 0, false
+if autopause > 0 then
+  if next(delivered) then
+    redis.call('HDEL', FAILING, url)
+  elseif next(errors) then
+    redis.call('HSETNX', FAILING, url, now)
+    local failing = tonumber(redis.call('HGET', FAILING, url))
+    if now - failing >= autopause and redis.call('HEXISTS', PAUSED, url) == 0 then
+      local routes, reason = {}, ''
+      for route, why in pairs(errors) do table.insert(routes, route); reason = why end
+      table.sort(routes)
+      local why = 'no delivery for ' .. math.floor((now - failing) / 1000) .. ' s; last error: '
+        .. reason
+      redis.call('HSET', PAUSED, url, cjson.encode({since = now, by = 'auto', reason = why}))
+      redis.call('RPUSH', KEYS[#KEYS], cjson.encode({url = url, routes = routes, since = now,
+                                                      reason = why}))
+      redis.call('LTRIM', KEYS[#KEYS], -1000, -1)
+      autopaused = 1
+    end
+  end
+end
+if want > 0 and redis.call('HEXISTS', PAUSED, url) == 1 then want, paused = 0, true end
+
 -- 3. claim the next batch, oldest due first, with sender slots up to the cap; a task that
 -- has just sent a batch yields when other tasks wait for a process (fairness: one batch)
 local granted, claimed = 0, {}
@@ -213,10 +251,12 @@ if #claimed == 0 and not (want > 0 and ARGV[13] == '1') then
     local slot = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
     nxt = math.max(nxt, tonumber(slot[2]))
   end
-  if nxt then
+  if nxt and not paused then
     redis.call('ZADD', KEYS[5], 'LT', nxt, url)
     if nxt <= now then redis.call('PUBLISH', 'hookfan:wake', '1') end
   end
+  -- nothing left to fail: the failure clock runs only while failing copies are pending
+  if not nxt and autopause > 0 then redis.call('HDEL', FAILING, url) end
 else
   -- renewed only when half the hold is gone: a lingering task's polls write nothing
   local owned = tonumber(redis.call('ZSCORE', KEYS[6], url) or 0)
@@ -234,6 +274,6 @@ for route, reason in pairs(errors) do
 end
 
 local more = redis.call('ZCOUNT', KEYS[1], '-inf', now)
-local out = {granted, more, stale, redis.call('LLEN', KEYS[10]), ended, buried}
+local out = {granted, more, stale, redis.call('LLEN', KEYS[10]), ended, buried, autopaused}
 for _, x in ipairs(claimed) do table.insert(out, x) end
 return out

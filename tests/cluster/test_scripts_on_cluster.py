@@ -98,7 +98,7 @@ def run_scripts(port: int, prefix: str | None) -> dict[str, str]:
 
 SCRIPTS = ("accept", "resolve", "dispatch", "settle", "settle (outcome: dead letter)",
            "dlpage", "dlcount", "replay", "settle (replayed copy)",
-           "settle (outcome: dead letter again)", "purge")
+           "settle (outcome: dead letter again)", "purge", "pause", "resume")
 
 
 def test_every_script_runs_on_a_three_primary_cluster_with_the_hash_tag(cluster):

@@ -16,6 +16,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
 from hookfan import keys
+from hookfan.backends import Backends
 from hookfan.config import DeliverySettings
 from hookfan.deadletters import Selection
 from hookfan.envelope import StoredRequest
@@ -59,6 +60,9 @@ def main(port: int) -> dict[str, str]:
     run("settle (outcome: dead letter again)", lambda: schedule.settle(
         A, "t2", 1, [Result(c, "x", reason="HTTP 404") for c in again], want=0))
     run("purge", lambda: store.dead.purge(list(store.dead.select(Selection()))))
+    backends = Backends(client)
+    run("pause", lambda: backends.pause(B, reason="cluster test"))
+    run("resume", lambda: backends.resume(B))
     results["copies dead-lettered, replayed, purged"] = str(
         (len(claimed), len(dead), len(again)))
     results["slots"] = str(sorted({client.keyslot(k) for k in client.scan_iter(
