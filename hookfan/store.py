@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from hookfan import keys, scripts, signatures
+from hookfan import deliverypolicy, keys, scripts, signatures
 from hookfan.config import RedisSettings
 from hookfan.deadletters import DeadLetter, DeadLetters, Record
 from hookfan.envelope import StoredRequest, request_meta
@@ -153,7 +153,8 @@ class Store:
     # -- route table -------------------------------------------------------------------------
     def publish_routes(self, table: RouteTable) -> int:
         """Write the whole table with a new version in one transaction; returns the version.
-        Its verify map (secrets) goes to :data:`keys.VERIFY`, not into the table's JSON."""
+        Its verify map (secrets) goes to :data:`keys.VERIFY` and its delivery policies to
+        :data:`keys.POLICY`, not into the table's JSON."""
         version = int(self.r.incr(keys.ROUTES_VERSION))
         published = RouteTable(version, table.routes, receivers=table.receivers)
         pipe = self.r.pipeline(transaction=True)
@@ -162,6 +163,10 @@ class Store:
             pipe.set(keys.VERIFY, signatures.dump(table.verify))
         else:
             pipe.delete(keys.VERIFY)
+        if table.policies:
+            pipe.set(keys.POLICY, deliverypolicy.dump(table.policies))
+        else:
+            pipe.delete(keys.POLICY)
         pipe.set(keys.ROUTES_VERSION, version)
         pipe.execute()
         return version
