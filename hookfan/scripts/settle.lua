@@ -41,7 +41,8 @@
 --
 -- Rate limit: a token bucket in KEYS[13] on Redis's clock, refilled at ARGV[14] a second up to
 -- ARGV[15]; a claim takes at most the whole tokens there are and spends one per copy. With none,
--- the task ends and the backend is due when the next token is (no work per waiting copy).
+-- the task ends and the backend stays in KEYS[6] until the next token, as it does while an
+-- ordered backend's head waits (no work per waiting copy, and none per copy accepted meanwhile).
 -- Ordered: the backend's copies stay in KEYS[1] at their accept score (Redis TIME at accept, in
 -- microseconds, so two accepts never tie) while claimed; one is claimed at a time, the lowest
 -- score, only while nothing is in flight and the hold has passed. A failed attempt keeps its
@@ -251,7 +252,6 @@ end
 local ended = 0
 if #claimed == 0 and not (want > 0 and ARGV[13] == '1') then
   ended = 1
-  redis.call('ZREM', KEYS[6], url)
   local nxt
   for _, key in ipairs({KEYS[1], KEYS[2]}) do
     local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
@@ -263,12 +263,19 @@ if #claimed == 0 and not (want > 0 and ARGV[13] == '1') then
     local slot = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
     nxt = math.max(nxt, tonumber(slot[2]))
   end
-  if nxt and waitfor then nxt = math.max(nxt, waitfor) end
-  if nxt then
-    redis.call('ZADD', KEYS[5], 'LT', nxt, url)
-    -- a policy's wait is short (the next token, a failed head's retry): the dispatchers
-    -- must look again before their idle wait ends
-    if nxt <= now or waitfor then redis.call('PUBLISH', 'hookfan:wake', '1') end
+  if nxt and waitfor then
+    -- a policy's wait (the next token, a failed head's retry): the backend stays owned until
+    -- then, so copies accepted meanwhile do not make it due sooner (one dispatch per wait,
+    -- not one per copy); when the ownership lapses the dispatcher makes it due. The wait is
+    -- short: the dispatchers are woken to look again before their idle wait ends.
+    redis.call('ZADD', KEYS[6], math.max(nxt, waitfor), url)
+    redis.call('PUBLISH', 'hookfan:wake', '1')
+  else
+    redis.call('ZREM', KEYS[6], url)
+    if nxt then
+      redis.call('ZADD', KEYS[5], 'LT', nxt, url)
+      if nxt <= now then redis.call('PUBLISH', 'hookfan:wake', '1') end
+    end
   end
 else
   -- renewed only when half the hold is gone: a lingering task's polls write nothing
