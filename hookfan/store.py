@@ -8,7 +8,7 @@ the operator do; the worker's claim/settle calls are in :mod:`hookfan.schedule`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ import redis
 from hookfan import deliverypolicy, keys, scripts, signatures
 from hookfan.config import RedisSettings
 from hookfan.deadletters import DeadLetter, DeadLetters, Record
+from hookfan.deliverypolicy import DeliveryPolicy
 from hookfan.envelope import StoredRequest, request_meta
 from hookfan.routes import Backend, RouteTable, normalize_host
 
@@ -169,7 +170,16 @@ class Store:
             pipe.delete(keys.POLICY)
         pipe.set(keys.ROUTES_VERSION, version)
         pipe.execute()
+        self._unblock(table.policies)
         return version
+
+    def _unblock(self, policies: Mapping[str, DeliveryPolicy]) -> None:
+        """Drop the ``blocked:`` figures of backends no longer ordered: only an ordered
+        backend's settle clears its own, and one that stopped being ordered never will."""
+        stale = [f for f, _ in self.r.hscan_iter(keys.STATS, match="blocked:*", count=1000)
+                 if not policies.get(f.decode().partition(" ")[2], DeliveryPolicy()).ordered]
+        if stale:
+            self.r.hdel(keys.STATS, *stale)
 
     def routes_version(self) -> int | None:
         raw = self.r.get(keys.ROUTES_VERSION)

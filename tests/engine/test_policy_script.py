@@ -13,7 +13,7 @@ from hookfan import keys
 from hookfan.config import DeliverySettings
 from hookfan.deliverypolicy import DeliveryPolicy
 from hookfan.envelope import StoredRequest
-from hookfan.routes import Backend
+from hookfan.routes import Backend, build_table
 from hookfan.schedule import Result, Schedule
 
 URL = "http://127.0.0.1:9/policy"
@@ -83,3 +83,17 @@ def test_a_rate_limit_hands_out_its_bucket_then_waits_for_the_next_token(
     assert redis_client.zscore(keys.DUE, URL) is None
     time.sleep(0.55)
     assert len(claim(sched, policy).copies) == 1
+
+
+def test_a_backend_that_stops_being_ordered_is_no_longer_shown_blocked(
+        store: Any, redis_client: Any) -> None:
+    sched = Schedule(redis_client, SETTINGS)
+    accept(store, 2)
+    head = claim(sched, ORDERED).copies[0]
+    claim(sched, ORDERED, [Result(head, "r", 0.3, "HTTP 503")], 1)
+    field = f"blocked:ns/p {URL}"
+    entries = [("p.example.com", Backend("ns/p", URL))]
+    store.publish_routes(build_table(entries, 0, policies={URL: ORDERED}))
+    assert redis_client.hexists(keys.STATS, field)  # still ordered: still blocked
+    store.publish_routes(build_table(entries, 0))
+    assert not redis_client.hexists(keys.STATS, field)
