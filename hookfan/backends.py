@@ -17,8 +17,9 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hookfan import keys, scripts
+from hookfan import deliverypolicy, keys, scripts
 from hookfan.config import DeliverySettings
+from hookfan.deliverypolicy import DeliveryPolicy
 from hookfan.routes import RouteTable
 
 RESUME_CHUNK = 1000
@@ -68,10 +69,25 @@ class BackendView:
         return out
 
 
-def policy_of(url: str, routes: Iterable[str], worker: dict[str, Any]) -> dict[str, Any]:
-    """The delivery policy in effect for ``url``: the worker flags for now. Per-route policy
-    (``spec.delivery``) goes here, overriding them field by field. Pure."""
-    return dict(worker)
+def policy_of(url: str, routes: Iterable[str], worker: dict[str, Any],
+              route: DeliveryPolicy | None = None) -> dict[str, Any]:
+    """The delivery policy in effect for ``url``: the worker flags, overridden field by field
+    by its routes' ``spec.delivery`` (``route``, already merged: the stricter value wins).
+    Pure."""
+    out = dict(worker)
+    if route is None:
+        return out
+    for name, value in (("maxRetryAge", route.max_retry_age),
+                        ("minRetryDelay", route.min_retry_delay),
+                        ("maxRetryDelay", route.max_retry_delay),
+                        ("concurrency", 1 if route.ordered else route.concurrency)):
+        if value is not None:
+            out[name] = value
+    if route.rate is not None:
+        out["rateLimit"] = {"perSecond": route.rate, "burst": route.bucket}
+    if route.ordered:
+        out["ordered"] = True
+    return out
 
 
 def worker_policy(s: DeliverySettings) -> dict[str, Any]:
@@ -177,6 +193,7 @@ class Backends:
                       | set(paused))
         raw = self.r.get(keys.WORKER_POLICY)
         worker = json.loads(raw) if raw else {}
+        policies = deliverypolicy.load(self.r.get(keys.POLICY))
         stats = {k.decode(): v.decode() for k, v in self.r.hgetall(keys.STATS).items()}
         pipe = self.r.pipeline(transaction=False)
         for url in urls:
@@ -189,7 +206,8 @@ class Backends:
             routes = sorted(by_url.get(url, ()))
             errors = [v for k, v in sorted(stats.items())
                       if k.startswith("last_error:") and k.endswith(" " + url)]
-            out.append(BackendView(url, routes, policy_of(url, routes, worker), int(in_flight),
+            out.append(BackendView(url, routes, policy_of(url, routes, worker, policies.get(url)),
+                                   int(in_flight),
                                    int(pending), self._oldest(url, now, paused.get(url))
                                    if pending else None, paused.get(url),
                                    errors[-1] if errors else None))

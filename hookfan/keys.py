@@ -84,6 +84,15 @@ SLOTS = PREFIX + "s:"
 """Sorted set per backend URL: ``<task token>:<k>`` -> ms when that sender slot's lease runs
 out. Its size is the number of senders allowed to run against the backend right now; claims
 keep it at or below ``--backend-concurrency``."""
+POLICY = PREFIX + "policy"
+"""JSON, backend URL -> its delivery policy (``spec.delivery``, merged over the RequestClones
+naming it: :func:`hookfan.deliverypolicy.dump`), written with :data:`ROUTES` in one
+transaction; absent when no backend has one. Workers read it every few seconds."""
+THROTTLE = PREFIX + "t:"
+"""Hash per backend URL with a rate limit or ordered delivery (``settle.lua`` keeps it): ``k``
+tokens left in its bucket and ``ts`` the ms they were counted at (rate limit); ``hold`` the ms
+before which the head of an ordered backend's queue is not attempted again (its last attempt
+failed) and ``head`` that copy's delivery id."""
 BACKENDS = PREFIX + "backends"
 """Set of every backend URL that has had a copy: where to look for per-backend keys."""
 DUE = PREFIX + "due"
@@ -174,6 +183,10 @@ def resuming(url: str) -> str:
 
 def slots(url: str) -> str:
     return SLOTS + url
+
+
+def throttle(url: str) -> str:
+    return THROTTLE + url
 
 
 def backend_keys(url: str) -> list[str]:

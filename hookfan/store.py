@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from hookfan import keys, scripts, signatures
+from hookfan import deliverypolicy, keys, scripts, signatures
 from hookfan.config import RedisSettings
 from hookfan.deadletters import DeadLetter, DeadLetters, Record
+from hookfan.deliverypolicy import DeliveryPolicy
 from hookfan.envelope import StoredRequest, request_meta
 from hookfan.routes import Backend, RouteTable, normalize_host
 
@@ -160,7 +161,8 @@ class Store:
     # -- route table -------------------------------------------------------------------------
     def publish_routes(self, table: RouteTable) -> int:
         """Write the whole table with a new version in one transaction; returns the version.
-        Its verify map (secrets) goes to :data:`keys.VERIFY`, not into the table's JSON."""
+        Its verify map (secrets) goes to :data:`keys.VERIFY` and its delivery policies to
+        :data:`keys.POLICY`, not into the table's JSON."""
         version = int(self.r.incr(keys.ROUTES_VERSION))
         published = RouteTable(version, table.routes, receivers=table.receivers)
         pipe = self.r.pipeline(transaction=True)
@@ -174,9 +176,22 @@ class Store:
             pipe.set(keys.VERIFY, signatures.dump(table.verify, self.verify_key))
         else:
             pipe.delete(keys.VERIFY)
+        if table.policies:
+            pipe.set(keys.POLICY, deliverypolicy.dump(table.policies))
+        else:
+            pipe.delete(keys.POLICY)
         pipe.set(keys.ROUTES_VERSION, version)
         pipe.execute()
+        self._unblock(table.policies)
         return version
+
+    def _unblock(self, policies: Mapping[str, DeliveryPolicy]) -> None:
+        """Drop the ``blocked:`` figures of backends no longer ordered: only an ordered
+        backend's settle clears its own, and one that stopped being ordered never will."""
+        stale = [f for f, _ in self.r.hscan_iter(keys.STATS, match="blocked:*", count=1000)
+                 if not policies.get(f.decode().partition(" ")[2], DeliveryPolicy()).ordered]
+        if stale:
+            self.r.hdel(keys.STATS, *stale)
 
     def routes_version(self) -> int | None:
         raw = self.r.get(keys.ROUTES_VERSION)

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 EVENT_EVERY = 300.0
 DEAD_LETTERED = "DeadLettered"
 BACKEND_PAUSED = "BackendPaused"
+CLEARED = ("blockedBy", "blockedSince")
+"""Figures that leave the status when they no longer hold (the others only change)."""
 
 
 def _rfc3339(ts: float) -> str:
@@ -76,6 +78,11 @@ def figures(route: str, backlog: Backlog, kept: Mapping[str, str],
     errors = mine("last_error")
     if errors:
         out["lastError"] = errors[-1]
+    blocked = mine("blocked")
+    if blocked:  # an ordered backend whose failing copy holds back those behind it
+        did, _, since = blocked[-1].partition(" ")
+        out["blockedBy"] = did
+        out["blockedSince"] = _rfc3339(float(since))
     return out
 
 
@@ -146,7 +153,10 @@ class DeliveryStatus:
             return 0
         meta = obj["metadata"]
         try:
-            self.kube.patch_status(meta["namespace"], meta["name"], {"delivery": want})
+            # a merge patch keeps what it does not name: a cleared block is written as null
+            gone = {k: None for k in CLEARED if (k in have or k in before) and k not in want}
+            self.kube.patch_status(meta["namespace"], meta["name"],
+                                   {"delivery": {**want, **gone}})
         except Exception as exc:
             log.warning("delivery status not written", extra={"route": key,
                                                               "error": type(exc).__name__})

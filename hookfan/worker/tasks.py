@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from hookfan.config import DeliverySettings
+from hookfan.deliverypolicy import DeliveryPolicy, effective
 from hookfan.envelope import StoredRequest, forward_headers
 from hookfan.policy import Outcome, classify, parse_retry_after, retry_delay
 from hookfan.routes import Backend
@@ -47,6 +48,9 @@ the per-batch costs matter most; below it a copy's wait stays short (at 680 req/
 backends, two alternating runs of 3 rounds each of a throwaway script over
 bench/measure.e2e_step, mean of the two medians: worker CPU per copy 116 -> 96 us, Redis
 119 -> 105 us)."""
+POLICY_TTL = 2.0
+"""Seconds a process keeps the published delivery policies before reading them again: a
+changed ``spec.delivery`` applies within this (one read per process, not per batch)."""
 LINGER = 0.25
 """How long a task keeps its backend with nothing due before handing it back: new copies
 meanwhile cost no wake-up, no Celery message and no task start."""
@@ -133,6 +137,16 @@ class Courier:
         self._look = (0.0, False)
         """(monotonic time of the next look at the pause, paused when last looked)."""
         self._look_lock = threading.Lock()
+        self._policies: dict[str, DeliveryPolicy] = {}
+        self._policies_at = -POLICY_TTL
+
+    def policy(self, url: str) -> DeliveryPolicy | None:
+        """``url``'s published delivery policy (None: the flags alone), at most
+        :data:`POLICY_TTL` old. Raises redis errors."""
+        now = time.monotonic()
+        if now - self._policies_at >= POLICY_TTL:
+            self._policies, self._policies_at = self.schedule.policies(), now
+        return self._policies.get(url)
 
     def run(self, url: str) -> int:
         """Deliver ``url``'s due copies until none has been due for :data:`LINGER` seconds,
@@ -144,14 +158,19 @@ class Courier:
         results: list[Result] = []
         attempts: list[Attempt] = []
         held, made, want, last = 0, 0, self.s.batch, 0.0
+        policy = self.policy(url)
+        s = self.s if policy is None else effective(self.s, policy)
+        # An ordered backend's batches hold one copy: waiting for more would only slow it.
+        cycle = 0.0 if policy is not None and policy.ordered else MIN_CYCLE
         while True:
             # A claim that found little waits a moment, so copies arriving one by one are
             # sent in batches (one settle script per batch, not per copy).
-            pause = last + MIN_CYCLE - time.monotonic()
+            pause = last + cycle - time.monotonic()
             if want and pause > 0:
                 time.sleep(pause)
             claimed_at = last = time.monotonic()
-            batch = self.schedule.settle(url, token, held, results, want, linger=want > 0)
+            batch = self.schedule.settle(url, token, held, results, want, linger=want > 0,
+                                         policy=policy)
             self._report(attempts, batch)
             if batch.autopaused:
                 self._auto_paused(url)
@@ -162,7 +181,7 @@ class Courier:
                 idle = claimed_at
                 self._look = (claimed_at + PAUSE_LOOK, False)
                 attempts = self._send(url, batch, claimed_at + self.s.lease - MARGIN)
-                results = [result(a, self.s) for a in attempts]
+                results = [result(a, s) for a in attempts]
                 attempts = [a for a in attempts if a.sent]
                 made += len(attempts)
             go_on = (batch.queued == 0 and not self.stopping()
