@@ -11,6 +11,7 @@ Receiver's 3 s timeout, and its copy is delivered by the retry.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 
@@ -18,14 +19,16 @@ import pytest
 import requests
 
 from hookfan.answers import PREFER_FAILED, PREFER_SUCCESSFUL, REPORT
+from hookfan.devstack import free_port
 from hookfan.envelope import REQUEST_HEADER
 from tests.routes.test_receivers_end_to_end import receiver
 from tests.stackfixtures import raw_send, send
 from tests.support.backends import RecordingBackend, sequence
-from tests.support.procs import Stack, wait_until
+from tests.support.procs import Stack, port_open, wait_until
 from tests.support.redisproc import RedisProcess
 
 TIMEOUT = "3s"
+METRICS = free_port()
 JSON = {"Content-Type": "application/json"}
 
 
@@ -33,7 +36,8 @@ JSON = {"Content-Type": "application/json"}
 def stack(module_redis: RedisProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(module_redis.url, tmp_path_factory.mktemp("routes"), tmp_path_factory.mktemp("logs"),
               worker_args=["--delivery-timeout", "6s"],
-              app_args=["--workers", "1", "--max-answer-waits", "1"])
+              app_args=["--workers", "1", "--max-answer-waits", "1",
+                        "--metrics-addr", f"127.0.0.1:{METRICS}"])
     s.start()
     yield s
     s.stop()
@@ -180,3 +184,25 @@ def test_beyond_max_answer_waits_a_request_gets_503_and_nothing_is_stored(stack,
     assert resp.status_code == 503 and resp.headers["Retry-After"] == "5"
     assert b"waiting" in resp.content
     assert [r.body for r in held.received] == [b"{}", b"1"]  # the refused one never stored
+
+
+def scraped(name: str) -> float:
+    text = requests.get(f"http://127.0.0.1:{METRICS}/metrics", timeout=5).text
+    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def test_waits_are_counted_by_mode_and_outcome_without_bodies(stack, make_backend):
+    answered = 'hookfan_answer_waits_total{mode="AwaitAllPreferFailed",outcome="answered"}'
+    timed_out = 'hookfan_answer_waits_total{mode="AwaitAllPreferFailed",outcome="timeout"}'
+    waited = 'hookfan_answer_wait_seconds_count{mode="AwaitAllPreferFailed"}'
+    wait_until(lambda: port_open(METRICS), what="the app's metrics served")
+    before = [scraped(n) for n in (answered, timed_out, waited)]
+    good, late = ok(make_backend), slow(make_backend)
+    assert ask(stack, "counted", [(None, good)], PREFER_FAILED).status_code == 200
+    assert ask(stack, "counted-late", [(None, late)], PREFER_FAILED).status_code == 504
+    # The app's metrics are written by its process and served by gunicorn's master.
+    wait_until(lambda: [scraped(n) for n in (answered, timed_out, waited)]
+               == [before[0] + 1, before[1] + 1, before[2] + 2], what="waits counted")
+    text = requests.get(f"http://127.0.0.1:{METRICS}/metrics", timeout=5).text
+    assert '{"text":"ok"}' not in text  # an answer body never reaches the metrics
