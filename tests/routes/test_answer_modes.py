@@ -62,9 +62,9 @@ def slow(make_backend) -> RecordingBackend:  # type: ignore[no-untyped-def]
 
 
 def ask(stack: Stack, name: str, targets: list[tuple[str | None, RecordingBackend]], mode: str,
-        body: bytes = b"{}", **kw: object) -> requests.Response:
-    """Write an AwaitAll Receiver (timeout :data:`TIMEOUT`) and send it a webhook."""
-    path = receiver(stack, name, targets, responseType=mode, timeout=TIMEOUT)
+        body: bytes = b"{}", timeout: str = TIMEOUT, **kw: object) -> requests.Response:
+    """Write an AwaitAll Receiver and send it a webhook."""
+    path = receiver(stack, name, targets, responseType=mode, timeout=timeout)
     return send(stack, "hooks.example.com", body, path=path, timeout=30, **kw)
 
 
@@ -108,6 +108,13 @@ def test_prefer_failed_with_every_target_successful_answers_2xx(stack, make_back
     good = ok(make_backend)
     resp = ask(stack, "fail-none", [(None, good)], PREFER_FAILED)
     assert (resp.status_code, resp.content) == (200, b'{"text":"ok"}')
+
+
+def test_the_answer_comes_as_soon_as_every_target_answered(stack, make_backend):
+    one, two = ok(make_backend), ok(make_backend)
+    # Far past the sender's own 30 s: only an early answer gets back to it.
+    resp = ask(stack, "early", [(None, one), (None, two)], REPORT, timeout="300s")
+    assert [t["statusCode"] for t in resp.json()["targets"]] == [200, 200]
 
 
 def test_a_target_silent_past_the_timeout_counts_as_504(stack, make_backend):
