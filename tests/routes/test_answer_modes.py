@@ -5,7 +5,8 @@ a target that gave no answer in time counts as 504, and its copy is still delive
 
 The app runs one process that lets one request wait at a time (``--max-answer-waits 1``), and
 the worker bounds attempts at 6 s: a backend holding its first answer 8 s misses the
-Receiver's 3 s timeout, and its copy is delivered by the retry.
+Receiver's 3 s timeout, and its copy is delivered by the retry. The app's read timeout (2 s) is
+shorter than the waits: a wait is not cut by it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ JSON = {"Content-Type": "application/json"}
 def stack(module_redis: RedisProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(module_redis.url, tmp_path_factory.mktemp("routes"), tmp_path_factory.mktemp("logs"),
               worker_args=["--delivery-timeout", "6s"],
-              app_args=["--workers", "1", "--max-answer-waits", "1",
+              app_args=["--workers", "1", "--max-answer-waits", "1", "--proxy-read-timeout", "2s",
                         "--metrics-addr", f"127.0.0.1:{METRICS}"])
     s.start()
     yield s
