@@ -19,16 +19,18 @@ from typing import Any
 import click
 import redis
 
-from hookfan import clickflags, config, dltool, logs, tracing
+from hookfan import backendtool, clickflags, config, dltool, keys, logs, tracing
 from hookfan.clickflags import FlagCommand, options
 from hookfan.config import (
     COMMON,
     DELIVERY,
     INTAKE,
     OPERATOR,
+    PAUSING,
     RETENTION,
     SERVING,
     UNSAFE_REDIS,
+    VERIFY_KEY,
     Flag,
     Settings,
 )
@@ -103,13 +105,15 @@ def command(group: click.Group, name: str, flags: Sequence[Flag], help: str,
                       message="%(prog)s %(version)s")
 def hookfan() -> None:
     """Durable webhook fan-out proxy."""
+    if keys.PREFIX_ERROR:
+        raise click.UsageError(keys.PREFIX_ERROR)
 
 
 def _store(settings: Settings) -> Store:
-    return Store(connect(settings.redis))
+    return Store(connect(settings.redis), verify_key=settings.redis.verify_key())
 
 
-@command(hookfan, "app", [*INTAKE, *SERVING, *UNSAFE_REDIS],
+@command(hookfan, "app", [*INTAKE, *VERIFY_KEY, *SERVING, *UNSAFE_REDIS],
          "Run the intake (Flask under gunicorn).", kept=DELIVERY)
 def _app(settings: Settings, given: dict[str, Any]) -> int:
     from hookfan.app.server import run
@@ -117,14 +121,14 @@ def _app(settings: Settings, given: dict[str, Any]) -> int:
     return 0
 
 
-@command(hookfan, "worker", [*DELIVERY, *RETENTION, *SERVING, *UNSAFE_REDIS],
+@command(hookfan, "worker", [*DELIVERY, *RETENTION, *PAUSING, *SERVING, *UNSAFE_REDIS],
          "Run a delivery worker (Celery).")
 def _worker(settings: Settings, given: dict[str, Any]) -> int:
     from hookfan.worker.celeryapp import run
     return run(settings)
 
 
-@command(hookfan, "operator", [*OPERATOR, *RETRY_DELAYS, *SERVING],
+@command(hookfan, "operator", [*OPERATOR, *VERIFY_KEY, *RETRY_DELAYS, *SERVING],
          "Publish RequestClones (Kubernetes or --routes-dir files) as the route table.",
          kept=DELIVERY)
 def _operator(settings: Settings, given: dict[str, Any]) -> int:
@@ -247,6 +251,42 @@ def _dl_replay(settings: Settings, given: dict[str, Any]) -> int:
               help="purge --all without asking (it asks only on a terminal)")
 def _dl_purge(settings: Settings, given: dict[str, Any]) -> int:
     return _verb("purge", given, settings)
+
+
+@hookfan.group("backends", cls=click.Group)
+@options(COMMON)
+def backends(**_: Any) -> None:
+    """List backends with their backlog; pause and resume their deliveries."""
+
+
+@command(backends, "list", [], "Each backend: routes, policy, in flight, pending, oldest, "
+         "paused, last error.")
+@click.option("--output", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def _backends_list(settings: Settings, given: dict[str, Any]) -> int:
+    return backendtool.run_list(_store(settings), given["output"])
+
+
+def _pausing(action: str, settings: Settings, given: dict[str, Any]) -> int:
+    return backendtool.run_pause(_store(settings), action, given["url"], given["route"])
+
+
+def target(fn: Handler) -> Handler:
+    fn = click.option("--route", metavar="NS/NAME", help="every backend of this route")(fn)
+    return click.argument("url", required=False)(fn)
+
+
+@command(backends, "pause", [], "Stop attempting a backend's copies (URL, or --route); they "
+         "wait without ageing.")
+@target
+def _backends_pause(settings: Settings, given: dict[str, Any]) -> int:
+    return _pausing("pause", settings, given)
+
+
+@command(backends, "resume", [], "Attempt a paused backend's copies again (URL, or --route).")
+@target
+def _backends_resume(settings: Settings, given: dict[str, Any]) -> int:
+    return _pausing("resume", settings, given)
 
 
 @command(hookfan, "echo", [], "A demo backend that prints every request it receives.")

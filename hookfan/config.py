@@ -157,6 +157,10 @@ class RedisSettings:
     database, password and scheme are). Empty: connect to the URL's host."""
     sentinel_master: str | None = None
     """The name the Sentinels monitor the primary under (``sentinel monitor NAME ...``)."""
+    verify_key_file: str | None = None
+    """Operator and app: a file holding the key that seals ``spec.verify``'s signing secrets
+    in Redis (:mod:`hookfan.signatures`), so that of all Redis clients only the operator and
+    the app can read them. Without it the operator writes them in clear (with a warning)."""
     allow_unsafe: bool = False
     """App and worker: run even when Redis's ``appendonly``, ``appendfsync`` or
     ``maxmemory-policy`` break "202 means durable" (see :mod:`hookfan.durability`). For
@@ -189,6 +193,24 @@ class RedisSettings:
         host = hostname + (f":{parts.port}" if parts.port else "")
         netloc = f"{parts.username or ''}:{password}@{host}"
         return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    def verify_key(self) -> bytes | None:
+        """The sealing key from ``verify_key_file`` (None without one). Raises SettingsError
+        naming the flag when the file cannot be read or is empty."""
+        if not self.verify_key_file:
+            return None
+        from hookfan.signatures import derive_key
+        try:
+            with open(self.verify_key_file, "rb") as fh:
+                material = fh.read()
+        except OSError as exc:
+            raise SettingsError(f"--verify-key-file {self.verify_key_file}: cannot be read "
+                                f"({exc.strerror or type(exc).__name__}): mount the key "
+                                "Secret there, or drop the flag") from None
+        if not material.strip():
+            raise SettingsError(f"--verify-key-file {self.verify_key_file} is empty: put a "
+                                "random key of at least 32 characters in it")
+        return derive_key(material)
 
     def ssl_options(self) -> dict[str, str]:
         """redis-py's TLS keyword arguments (``ssl_ca_certs``, ``ssl_certfile``,
@@ -275,6 +297,9 @@ class DeliverySettings:
     dead_letter_retention: float = 14 * 86400.0
     """Workers delete dead letters older than this (and each body no other copy needs).
     0: keep them until purged (with ``noeviction`` they then fill Redis and stop the intake)."""
+    auto_pause_after: float = 0.0
+    """Pause a backend that has had no delivery for this long while its copies failed
+    (``hookfan backends resume`` undoes it). 0: never."""
 
     @property
     def lease(self) -> float:
@@ -541,6 +566,10 @@ DELIVERY = (
     Flag("task-events", "delivery.task_events", parse_bool,
          "send Celery task events for Flower from the start"),
 )
+VERIFY_KEY = (
+    Flag("verify-key-file", "redis.verify_key_file", str,
+         "key file sealing spec.verify's secrets in Redis (operator and app: the same file)"),
+)
 UNSAFE_REDIS = (
     Flag("allow-unsafe-redis", "redis.allow_unsafe", parse_bool,
          "serve although Redis settings break durable 202s (development only)"),
@@ -555,6 +584,14 @@ def _retention(text: str) -> float:
 RETENTION = (
     Flag("dead-letter-retention", "delivery.dead_letter_retention", _retention,
          "delete dead letters older than this, e.g. 14d or 36h (0: keep until purged)"),
+)
+def _off_or_duration(text: str) -> float:
+    return 0.0 if text.strip() in ("0", "off") else parse_duration(text)
+
+
+PAUSING = (
+    Flag("auto-pause-after", "delivery.auto_pause_after", _off_or_duration,
+         "pause a backend with no delivery for this long while failing (0: never)"),
 )
 OPERATOR = (
     Flag("routes-dir", "operator.routes_dir", str, "directory of RequestClone YAML files"),

@@ -9,8 +9,34 @@ scripts in :mod:`hookfan.scripts` declare every key they touch.
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 
-PREFIX = "hookfan:"
+DEFAULT_PREFIX = "hookfan:"
+CLUSTER_PREFIX = "{hookfan}:"
+"""The prefix for Redis Cluster: the hash tag puts every hookfan key in one slot, so that no
+script crosses slots (see docs/scaling.md)."""
+
+
+def checked_prefix(text: str) -> str:
+    """``HOOKFAN_KEY_PREFIX``'s value, checked: raises ValueError naming the variable."""
+    tag = re.fullmatch(r"[^{}]*(\{[^{}]+\})?[^{}]*", text)
+    if not text.endswith(":") or tag is None:
+        raise ValueError(f"HOOKFAN_KEY_PREFIX {text!r}: give a prefix ending in ':', with at "
+                         f"most one non-empty {{hash tag}} (e.g. {CLUSTER_PREFIX!r})")
+    return text
+
+
+PREFIX_ERROR = ""
+"""Why ``HOOKFAN_KEY_PREFIX`` was refused (the CLI then exits 2 with it before anything runs)."""
+try:
+    PREFIX = checked_prefix(os.environ.get("HOOKFAN_KEY_PREFIX") or DEFAULT_PREFIX)
+except ValueError as exc:
+    PREFIX, PREFIX_ERROR = DEFAULT_PREFIX, str(exc)
+"""Every key's prefix: ``hookfan:``, or ``HOOKFAN_KEY_PREFIX`` (read once, as the process
+starts; every process of one installation must use the same). An installation's prefix cannot
+change later: its keys would be left behind."""
+_TAG = re.search(r"\{[^{}]+\}", PREFIX)
 ROUTES = PREFIX + "routes"
 """The whole route table, JSON, written with :data:`ROUTES_VERSION` in one transaction."""
 ROUTES_VERSION = PREFIX + "routes:version"
@@ -63,10 +89,23 @@ COPIES = PREFIX + "c:"
 pending copy (ready or in flight). The generation is the attempt token: bumped at each claim,
 never reset (a replay keeps it), so an outcome carrying an older one is stale. ``t0`` starts the
 retry age: acceptance, or the last replay."""
+RESUMING = PREFIX + "cr:"
+"""Hash per backend URL being resumed: the copies of its :data:`COPIES` hash that
+``resume.lua`` has not yet written back with their retry age moved (same layout). Exists
+only while a ``hookfan backends resume`` runs (or was interrupted: running it again goes on)."""
 SLOTS = PREFIX + "s:"
 """Sorted set per backend URL: ``<task token>:<k>`` -> ms when that sender slot's lease runs
 out. Its size is the number of senders allowed to run against the backend right now; claims
 keep it at or below ``--backend-concurrency``."""
+POLICY = PREFIX + "policy"
+"""JSON, backend URL -> its delivery policy (``spec.delivery``, merged over the RequestClones
+naming it: :func:`hookfan.deliverypolicy.dump`), written with :data:`ROUTES` in one
+transaction; absent when no backend has one. Workers read it every few seconds."""
+THROTTLE = PREFIX + "t:"
+"""Hash per backend URL with a rate limit or ordered delivery (``settle.lua`` keeps it): ``k``
+tokens left in its bucket and ``ts`` the ms they were counted at (rate limit); ``hold`` the ms
+before which the head of an ordered backend's queue is not attempted again (its last attempt
+failed) and ``head`` that copy's delivery id."""
 BACKENDS = PREFIX + "backends"
 """Set of every backend URL that has had a copy: where to look for per-backend keys."""
 DUE = PREFIX + "due"
@@ -75,7 +114,7 @@ owned by a task (:data:`OWNED`) is absent: its task picks up new copies itself."
 OWNED = PREFIX + "owned"
 """Sorted set: backend URL -> ms when the current task's ownership lapses (a task message was
 published for it, or a task is running it). A lapsed owner is looked at again."""
-WAKE = PREFIX + "wake"
+WAKE = "hookfan:wake"
 """Pub/Sub channel: the intake (and a task ending with work left) wakes the dispatchers.
 A lost message only delays the dispatcher's next look, which is bounded by its idle wait."""
 DEAD = PREFIX + "dead"
@@ -105,7 +144,22 @@ STATS = PREFIX + "stats"
 """Hash of per-backend delivery figures the workers keep for RequestClone status: fields
 ``<figure>:<route> <backend url>`` with figure ``delivered`` (a count), ``last_delivered``
 (a Unix time) and ``last_error`` (a status or error class, never content)."""
-QUEUE = "hookfan.deliveries"
+PAUSED = PREFIX + "paused"
+"""Hash: paused backend URL -> JSON ``{"since": ms (Redis clock), "by": "cli"|"auto",
+"reason": text}``. Its copies are not claimed (``settle.lua``) nor dispatched
+(``dispatch.lua``); ``resume.lua`` removes the entry and moves each copy's retry-age start
+forward by the time it spent paused. Absent while no backend is paused."""
+FAILING = PREFIX + "failing"
+"""Hash: backend URL -> ms (Redis clock) of its first failed attempt since its last delivery,
+kept by ``settle.lua`` only for workers run with ``--auto-pause-after``."""
+PAUSE_EVENTS = PREFIX + "pausedevents"
+"""List of JSON ``{"url", "routes", "since", "reason"}``, one per auto-pause, pushed by
+``settle.lua`` (the last 1,000 kept) and popped by the operator's leader, which writes a
+``BackendPaused`` Event on each route's RequestClone."""
+WORKER_POLICY = PREFIX + "workerpolicy"
+"""JSON of the delivery flags the last worker to start runs with (``hookfan backends list``
+shows them as each backend's policy)."""
+QUEUE = (_TAG.group(0) if _TAG else "hookfan") + ".deliveries"
 """The Celery (kombu) queue of ``hookfan.deliver`` wake-ups; kombu uses the queue name as the
 list key. A message names a backend, never a copy: losing or repeating one costs nothing."""
 LEGACY = (PREFIX + "schedule", PREFIX + "dlv:", PREFIX + "busy:")
@@ -136,8 +190,16 @@ def copies(url: str) -> str:
     return COPIES + url
 
 
+def resuming(url: str) -> str:
+    return RESUMING + url
+
+
 def slots(url: str) -> str:
     return SLOTS + url
+
+
+def throttle(url: str) -> str:
+    return THROTTLE + url
 
 
 def backend_keys(url: str) -> list[str]:

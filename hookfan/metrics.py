@@ -43,7 +43,7 @@ AGE_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0,
 BYTES_BUCKETS = (256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
                  10485760.0)
 REJECT_REASONS = ("redis_full", "max_pending", "quota", "redis_unavailable", "signature",
-                  "answer_waits")
+                  "verify_unreadable", "answer_waits")
 ANSWER_MODES = ("AwaitAllPreferSuccessful", "AwaitAllPreferFailed", "AwaitAllReport")
 ANSWER_OUTCOMES = ("answered", "timeout", "redis_error", "refused")
 ATTEMPT_BUCKETS = (1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0)
@@ -241,7 +241,13 @@ class WorkerMetrics:
         self.stale = Counter("hookfan_stale_outcomes_total", "Attempt outcomes dropped because "
                              "their copy had been re-claimed or had ended (a lease ran out).",
                              registry=None)
+        self.paused = Counter("hookfan_backend_paused_total", "Backends paused by "
+                              "--auto-pause-after.", ("backend",), registry=None)
         self._lock = threading.Lock()
+
+    def backend_paused(self, backend: str) -> None:
+        with self._lock:
+            self.paused.labels(backend).inc()
 
     def stale_outcomes(self, count: int) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hookfan.deliverypolicy import DeliveryPolicy
 from hookfan.signatures import Verification
 
 
@@ -67,6 +68,10 @@ class RouteTable:
     """Normalised host -> how its requests are verified (``spec.verify``), for routed hosts
     only. Never part of :meth:`to_json`: it holds secrets, and is kept in a Redis key of its
     own (:data:`hookfan.keys.VERIFY`)."""
+    policies: Mapping[str, DeliveryPolicy] = field(default_factory=dict)
+    """Backend URL -> its delivery policy (``spec.delivery``), for backends that have one.
+    Not part of :meth:`to_json` either: the workers read it from :data:`hookfan.keys.POLICY`,
+    and the intake has no use for it."""
 
     def to_json(self) -> str:
         data: dict[str, object] = {
@@ -142,17 +147,29 @@ def match(table: RouteTable, host: str | None) -> tuple[Backend, ...]:
 
 def build_table(entries: list[tuple[str, Backend]], version: int,
                 receivers: Mapping[str, PathRoute] | None = None,
-                verify: Mapping[str, Verification] | None = None) -> RouteTable:
+                verify: Mapping[str, Verification] | None = None,
+                policies: Mapping[str, DeliveryPolicy] | None = None) -> RouteTable:
     """A table from (host, backend) pairs: hosts normalised, duplicate backends dropped;
     ``receivers`` (webhook path -> Receiver) as given. ``verify`` (keyed by host as written)
-    is kept for the hosts that have a backend."""
+    is kept for the hosts that have a backend; ``policies`` (backend URL -> policy) for the
+    backends in the table, empty ones left out."""
     grouped: dict[str, set[Backend]] = {}
     for host, backend in entries:
         grouped.setdefault(normalize_host(host), set()).add(backend)
     checks = {normalize_host(h): v for h, v in (verify or {}).items()}
     return RouteTable(version, {h: tuple(sorted(bs)) for h, bs in sorted(grouped.items())},
                       receivers=dict(sorted((receivers or {}).items())),
-                      verify={h: checks[h] for h in sorted(grouped) if h in checks})
+                      verify={h: checks[h] for h in sorted(grouped) if h in checks},
+                      policies=_policies(grouped, receivers, policies))
+
+
+def _policies(grouped: Mapping[str, set[Backend]], receivers: Mapping[str, PathRoute] | None,
+              policies: Mapping[str, DeliveryPolicy] | None) -> dict[str, DeliveryPolicy]:
+    if not policies:
+        return {}
+    urls = {b.url for bs in grouped.values() for b in bs}
+    urls |= {b.url for r in (receivers or {}).values() for b in r.backends}
+    return {u: p for u, p in sorted(policies.items()) if u in urls and not p.empty}
 
 
 def target_url(base: str, path: str) -> str:

@@ -29,6 +29,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -51,28 +52,83 @@ class Verification:
     header: str = ""
     """hmac-sha256 only: the header holding the hex digest."""
     tolerance: float = DEFAULT_TOLERANCE
+    unreadable: str = ""
+    """Why the secrets could not be read from Redis (this process has no key, or another
+    one, than the operator that wrote them); the host is then not served (503)."""
 
     def __repr__(self) -> str:  # never print a secret, in a log or a test failure
         return (f"Verification({self.provider!r}, secrets=<{len(self.secrets)}>, "
                 f"header={self.header!r}, tolerance={self.tolerance!r})")
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self, host: str, key: bytes | None = None) -> dict[str, Any]:
+        """The JSON form kept in Redis; with ``key``, the secrets sealed (:func:`seal`)."""
+        plain = [base64.b64encode(s).decode() for s in self.secrets]
         return {"provider": self.provider, "header": self.header, "tolerance": self.tolerance,
-                "secrets": [base64.b64encode(s).decode() for s in self.secrets]}
+                "secrets": plain if key is None else seal(key, host, json.dumps(plain))}
 
     @classmethod
-    def from_wire(cls, data: Mapping[str, Any]) -> Verification:
-        return cls(str(data["provider"]), tuple(base64.b64decode(s) for s in data["secrets"]),
-                   str(data.get("header") or ""), float(data["tolerance"]))
+    def from_wire(cls, data: Mapping[str, Any], host: str,
+                  key: bytes | None = None) -> Verification:
+        raw, unreadable = data["secrets"], ""
+        if isinstance(raw, str):  # sealed
+            try:
+                raw = json.loads(unseal(key, host, raw))
+            except Unreadable as exc:
+                raw, unreadable = [], str(exc)
+        return cls(str(data["provider"]), tuple(base64.b64decode(s) for s in raw),
+                   str(data.get("header") or ""), float(data["tolerance"]), unreadable)
 
 
-def dump(verify: Mapping[str, Verification]) -> str:
-    """host -> verification as JSON, secrets included (for :data:`hookfan.keys.VERIFY`)."""
-    return json.dumps({h: v.to_wire() for h, v in sorted(verify.items())})
+SEALED = "aes256gcm:"
+"""Prefix of sealed secrets: AES-256-GCM, 12-byte nonce, the host as associated data."""
 
 
-def load(text: str | bytes) -> dict[str, Verification]:
-    return {h: Verification.from_wire(v) for h, v in json.loads(text).items()}
+class Unreadable(Exception):
+    """Sealed secrets this process cannot open; the message names the flag to fix."""
+
+
+def derive_key(material: bytes) -> bytes:
+    """The AES-256 key for ``--verify-key-file``'s content (surrounding whitespace dropped:
+    a file written with a newline and a Secret without one give the same key)."""
+    return hashlib.sha256(b"hookfan verify-key v1\0" + material.strip()).digest()
+
+
+def seal(key: bytes, host: str, text: str) -> str:
+    """``text`` encrypted and authenticated under ``key``, bound to ``host``."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = os.urandom(12)
+    sealed = AESGCM(key).encrypt(nonce, text.encode(), host.encode())
+    return SEALED + base64.b64encode(nonce + sealed).decode()
+
+
+def unseal(key: bytes | None, host: str, value: str) -> str:
+    """What :func:`seal` sealed; raises :class:`Unreadable`."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    if key is None:
+        raise Unreadable("the signing secrets in Redis are encrypted and this process has no "
+                         "--verify-key-file: give it the operator's")
+    try:
+        blob = base64.b64decode(value.removeprefix(SEALED), validate=True)
+        return AESGCM(key).decrypt(blob[:12], blob[12:], host.encode()).decode()
+    except (InvalidTag, binascii.Error, ValueError):
+        raise Unreadable("the signing secrets in Redis do not open with this process's "
+                         "--verify-key-file: give it the same key file as the operator's"
+                         ) from None
+
+
+def dump(verify: Mapping[str, Verification], key: bytes | None = None) -> str:
+    """host -> verification as JSON (for :data:`hookfan.keys.VERIFY`): with ``key`` (from
+    ``--verify-key-file``) each host's secrets sealed, else in clear."""
+    return json.dumps({h: v.to_wire(h, key) for h, v in sorted(verify.items())})
+
+
+def load(text: str | bytes, key: bytes | None = None) -> dict[str, Verification]:
+    """What :func:`dump` wrote. A host whose secrets do not open comes back
+    :attr:`~Verification.unreadable` (never raises for that)."""
+    return {h: Verification.from_wire(v, h, key) for h, v in json.loads(text).items()}
 
 
 class BadSecret(ValueError):

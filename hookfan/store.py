@@ -8,17 +8,21 @@ the operator do; the worker's claim/settle calls are in :mod:`hookfan.schedule`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from hookfan import keys, scripts, signatures
+from hookfan import deliverypolicy, keys, scripts, signatures
 from hookfan.config import RedisSettings
 from hookfan.deadletters import DeadLetter, DeadLetters, Record
+from hookfan.deliverypolicy import DeliveryPolicy
 from hookfan.envelope import StoredRequest, request_meta
 from hookfan.routes import Backend, RouteTable, normalize_host
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -144,27 +148,50 @@ def parse_copy(value: bytes) -> tuple[int, int, float, str]:
 
 
 class Store:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, verify_key: bytes | None = None) -> None:
         # redis-py's stubs type replies as bytes | str; this client always returns bytes.
         self.r: Any = client
+        self.verify_key = verify_key
+        """Seals (operator) and opens (app) the signing secrets in :data:`keys.VERIFY`
+        (``--verify-key-file``); None: they are written in clear."""
+        self._warned_clear = False
         self.scripts = scripts.register(client)
         self.dead = DeadLetters(client)
 
     # -- route table -------------------------------------------------------------------------
     def publish_routes(self, table: RouteTable) -> int:
         """Write the whole table with a new version in one transaction; returns the version.
-        Its verify map (secrets) goes to :data:`keys.VERIFY`, not into the table's JSON."""
+        Its verify map (secrets) goes to :data:`keys.VERIFY` and its delivery policies to
+        :data:`keys.POLICY`, not into the table's JSON."""
         version = int(self.r.incr(keys.ROUTES_VERSION))
         published = RouteTable(version, table.routes, receivers=table.receivers)
         pipe = self.r.pipeline(transaction=True)
         pipe.set(keys.ROUTES, published.to_json())
         if table.verify:
-            pipe.set(keys.VERIFY, signatures.dump(table.verify))
+            if self.verify_key is None and not self._warned_clear:
+                self._warned_clear = True
+                log.warning("spec.verify signing secrets are kept in Redis in clear (%s): give "
+                            "the operator and the app --verify-key-file, so that only they can "
+                            "read them", keys.VERIFY)
+            pipe.set(keys.VERIFY, signatures.dump(table.verify, self.verify_key))
         else:
             pipe.delete(keys.VERIFY)
+        if table.policies:
+            pipe.set(keys.POLICY, deliverypolicy.dump(table.policies))
+        else:
+            pipe.delete(keys.POLICY)
         pipe.set(keys.ROUTES_VERSION, version)
         pipe.execute()
+        self._unblock(table.policies)
         return version
+
+    def _unblock(self, policies: Mapping[str, DeliveryPolicy]) -> None:
+        """Drop the ``blocked:`` figures of backends no longer ordered: only an ordered
+        backend's settle clears its own, and one that stopped being ordered never will."""
+        stale = [f for f, _ in self.r.hscan_iter(keys.STATS, match="blocked:*", count=1000)
+                 if not policies.get(f.decode().partition(" ")[2], DeliveryPolicy()).ordered]
+        if stale:
+            self.r.hdel(keys.STATS, *stale)
 
     def routes_version(self) -> int | None:
         raw = self.r.get(keys.ROUTES_VERSION)
@@ -183,7 +210,7 @@ class Store:
         table = RouteTable.from_json(raw)
         if verify is None:
             return table
-        return dataclasses.replace(table, verify=signatures.load(verify))
+        return dataclasses.replace(table, verify=signatures.load(verify, self.verify_key))
 
     # -- intake ------------------------------------------------------------------------------
     def accept(self, request_id: str, req: StoredRequest, backends: Sequence[Backend]) -> list[str]:

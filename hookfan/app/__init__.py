@@ -45,8 +45,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     lookup = None
     app = IntakeFlask("hookfan.app")
     if store is None:
-        store = Store(connect(settings.redis))
-        lookup = Store(connect(settings.redis, LOOKUP_TIMEOUT))
+        key = settings.redis.verify_key()  # both load the route table (signing secrets)
+        store = Store(connect(settings.redis), verify_key=key)
+        lookup = Store(connect(settings.redis, LOOKUP_TIMEOUT), verify_key=key)
         # A client of its own: nothing it waits on delays what the intake's clients do.
         app.durability = DurabilityCheck(connect(settings.redis, timeout=1.0),
                                          settings.redis.allow_unsafe, "app").start()

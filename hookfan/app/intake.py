@@ -285,6 +285,12 @@ class Intake:
         if table.verify:  # a dict lookup more only when some host is verified
             check = table.verify.get(route_key)
             if check is not None:
+                if check.unreadable:  # never served unverified
+                    log.error("request not stored, answered 503: %s", check.unreadable,
+                              extra={"route": environ[ROUTE_KEY]})
+                    self.rejected("verify_unreadable")
+                    return error(503, "signing secrets unavailable, retry later",
+                                 **{"Retry-After": RETRY_AFTER})
                 verdict = signatures.check(check, raw_headers(environ), body, time.time(),
                                            route_key)
                 if isinstance(verdict, signatures.Failed):

@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -55,6 +55,9 @@ class Backlog:
     stored_bytes: int = 0
     truncated: bool = False
     at: float = 0.0
+    blocked: dict[Pair, float] = field(default_factory=dict)
+    """Ordered backends held back by a failing copy: since when (Unix), from the workers'
+    ``blocked:`` figures in :data:`keys.STATS`."""
 
 
 def summarize(rows: Sequence[tuple[str, Pair, float]], stored_bytes: int, truncated: bool,
@@ -108,7 +111,21 @@ def scan(store: Store, limit: int = SCAN_LIMIT) -> Backlog:
             stored += meta.size + len(r) if meta is not None else int(body) + int(headers)
     # Dead letters are counted by the scripts that bury, replay, purge and expire them
     # (hookfan:dlcount): exact at any number, without reading them.
-    return replace(summarize(rows, stored, truncated, time.time()), dead=store.dead.counts())
+    return replace(summarize(rows, stored, truncated, time.time()), dead=store.dead.counts(),
+                   blocked=blocked_since(store.delivery_figures()))
+
+
+def blocked_since(figures: Mapping[str, str]) -> dict[Pair, float]:
+    """(route, backend) -> when its ordered queue became blocked, from
+    :meth:`Store.delivery_figures` (``blocked:<route> <url>`` = ``<delivery id> <since>``).
+    Pure."""
+    out: dict[Pair, float] = {}
+    for name, value in figures.items():
+        figure, _, pair = name.partition(":")
+        if figure == "blocked":
+            route, _, url = pair.partition(" ")
+            out[(route, url)] = float(value.rpartition(" ")[2])
+    return out
 
 
 class OperatorStats:
@@ -170,9 +187,15 @@ def backlog_families(b: Backlog) -> Iterator[GaugeMetricFamily]:
         dead.add_metric(list(pair), b.dead.get(pair, 0))
         if pair in b.oldest:
             oldest.add_metric(list(pair), max(0.0, b.at - b.oldest[pair]))
+    blocked = GaugeMetricFamily("hookfan_ordered_blocked_seconds", "How long an ordered "
+                                "backend's failing copy has held back the copies behind it.",
+                                labels=by)
+    for pair, since in sorted(b.blocked.items()):
+        blocked.add_metric(list(pair), max(0.0, b.at - since))
     yield pending
     yield oldest
     yield dead
+    yield blocked
     yield GaugeMetricFamily("hookfan_stored_bytes", "Bytes of stored request bodies and "
                             "headers.", b.stored_bytes)
     yield GaugeMetricFamily("hookfan_backlog_truncated", "1 if the last backlog scan hit its "

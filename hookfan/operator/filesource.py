@@ -29,7 +29,13 @@ from .files import (
 )
 from .model import InvalidSpec, RequestClone
 from .receivermodel import Receiver, derived_path
-from .resolve import HOST_CLAIMED, SecretOf, claimed_elsewhere, host_verifications
+from .resolve import (
+    HOST_CLAIMED,
+    SecretOf,
+    backend_policies,
+    claimed_elsewhere,
+    host_verifications,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +68,10 @@ def file_table(clones: list[RequestClone], aliases: dict[str, str],
             entries.append((clone.host, backend_for(clone, aliases)))
         except InvalidSpec as exc:
             rejected.append(Rejected("", clone.key, str(exc)))
-    return build_table(entries, 0, verify=verify), rejected
+    policies, merged = backend_policies(clones, entries)
+    for key, message in sorted(merged.items()):
+        log.info("delivery policies merged", extra={"route": key, "detail": message})
+    return build_table(entries, 0, verify=verify, policies=policies), rejected
 
 
 def file_receivers(receivers: list[Receiver], aliases: dict[str, str], key: str
@@ -95,7 +104,7 @@ class Publisher:
         self._version: int | None = None
 
     def sync(self, table: RouteTable) -> bool:
-        content = (table.routes, table.receivers, table.verify)
+        content = (table.routes, table.receivers, table.verify, table.policies)
         if content == self._content and not self.lost():
             return False
         self._version = self.store.publish_routes(table)

@@ -31,6 +31,10 @@ CUSTOM = {PLURAL: GROUP, receivermodel.PLURAL: receivermodel.GROUP}
 SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
+SECRET_FIELDS = "type!=helm.sh/release.v1"
+"""The Secrets the operator lists and watches (for ``spec.verify``)."""
+
+
 class KubeConfigError(ValueError):
     """The kubeconfig cannot or must not be used; the message says what to fix."""
 
@@ -150,6 +154,9 @@ class Kube:
         return self.core.list_namespaced_service(self.scope.namespace, **kw)
 
     def _list_secrets(self, **kw: Any) -> Any:
+        # Helm keeps each release in a Secret (often hundreds of KiB): never a signing secret,
+        # and in a big cluster the bulk of all Secrets' bytes.
+        kw.setdefault("field_selector", SECRET_FIELDS)
         if self.scope.namespace is None:
             return self.core.list_secret_for_all_namespaces(**kw)
         return self.core.list_namespaced_secret(self.scope.namespace, **kw)

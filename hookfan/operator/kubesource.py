@@ -71,12 +71,20 @@ def to_service(obj: Mapping[str, Any]) -> Service:
                    str(spec.get("clusterIP") or ""), ports)
 
 
+SECRET_VALUE_MAX = 16384
+"""Largest Secret value (base64) the cache keeps: a signing secret is a few dozen bytes; TLS
+bundles, kubeconfigs and other large values in the watched namespaces are dropped, so the
+operator's memory does not grow with them."""
+
+
 def secret_data(obj: Obj) -> Obj:
-    """What the cache keeps of a Secret: its name and data (not its annotations, where
-    ``kubectl apply`` leaves a second copy of the data)."""
+    """What the cache keeps of a Secret: its name and its small values (not its annotations,
+    where ``kubectl apply`` leaves a second copy of the data; see :data:`SECRET_VALUE_MAX`)."""
     meta = obj.get("metadata") or {}
+    data = {k: (v if isinstance(v, str) and len(v) <= SECRET_VALUE_MAX else None)
+            for k, v in (obj.get("data") or {}).items()}
     return {"metadata": {"namespace": meta.get("namespace"), "name": meta.get("name")},
-            "data": dict(obj.get("data") or {})}
+            "data": data}
 
 
 def secret_reader(secrets: Mapping[tuple[str, str], Obj] | None) -> SecretOf:
@@ -96,7 +104,11 @@ def secret_reader(secrets: Mapping[tuple[str, str], Obj] | None) -> SecretOf:
         if found is None:
             raise Unverifiable(SECRET_NOT_FOUND, f"{where} not found: create it, or fix "
                                "spec.verify.secretRef.name")
-        value = (found.get("data") or {}).get(ref.secret_key)
+        data = found.get("data") or {}
+        value = data.get(ref.secret_key)
+        if value is None and ref.secret_key in data:
+            raise Unverifiable(INVALID_SECRET, f"{where} key {ref.secret_key!r} is over "
+                               f"{SECRET_VALUE_MAX} bytes (base64): not a signing secret")
         if value is None:
             raise Unverifiable(SECRET_NOT_FOUND, f"{where} has no key {ref.secret_key!r}: "
                                "fix spec.verify.secretRef.key")

@@ -10,6 +10,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from hookfan.deliverypolicy import DeliveryPolicy, parse_delivery
+
 from .verifyspec import VerifyRef, parse_verify
 
 GROUP = "proxy.infra.doodle.com"
@@ -31,6 +33,8 @@ class RequestClone:
     """creationTimestamp (RFC 3339), for ordering claims on a host."""
     verify: VerifyRef | None = None
     """``spec.verify``: requests for the host must carry a valid signature."""
+    delivery: DeliveryPolicy = DeliveryPolicy()
+    """``spec.delivery``: the backend's delivery policy (empty: the worker's flags)."""
 
     @property
     def key(self) -> str:
@@ -63,6 +67,12 @@ def parse(doc: dict[str, Any], default_namespace: str = "default") -> RequestClo
             verify = parse_verify(spec["verify"])
         except ValueError as exc:
             raise InvalidSpec(str(exc)) from None
+    delivery = DeliveryPolicy()
+    if isinstance(spec, dict):
+        try:
+            delivery = parse_delivery(spec.get("delivery"))
+        except ValueError as exc:
+            raise InvalidSpec(str(exc)) from None
     errors = sorted(jsonschema.Draft7Validator(schema()).iter_errors(doc), key=lambda e: e.path)
     if errors:
         err = errors[0]
@@ -84,6 +94,7 @@ def parse(doc: dict[str, Any], default_namespace: str = "default") -> RequestClo
         generation=meta.get("generation") or 0,
         created=str(meta.get("creationTimestamp") or ""),
         verify=verify,
+        delivery=delivery,
     )
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from hookfan.deliverypolicy import DeliveryPolicy, stricter
 from hookfan.routes import Backend, RouteTable, build_table, normalize_host
 from hookfan.signatures import Verification
 
@@ -26,6 +27,7 @@ HOST_CLAIMED = "HostClaimedByOtherNamespace"
 VERIFY_CONFLICT = "VerifyConflict"
 SECRET_NOT_FOUND = "SecretNotFound"
 INVALID_SECRET = "InvalidSecret"
+POLICY_MERGED = "DeliveryPolicyMerged"
 
 HOST_POLICIES = ("namespace", "shared")
 
@@ -172,6 +174,36 @@ def host_verifications(clones: Iterable[RequestClone], secret_of: SecretOf
     return verify, refused
 
 
+def backend_policies(clones: Iterable[RequestClone], entries: Iterable[tuple[str, Backend]]
+                     ) -> tuple[dict[str, DeliveryPolicy], dict[str, str]]:
+    """(backend URL -> its delivery policy, ``namespace/name`` -> why its policy is not the
+    one applied). The RequestClones routing to one URL (``entries``, by their route) share it:
+    where their ``spec.delivery`` differ, :func:`~hookfan.deliverypolicy.stricter` of all of
+    them applies, and each of them is told so."""
+    by_key = {c.key: c for c in clones}
+    by_url: dict[str, list[RequestClone]] = {}
+    for _, backend in entries:
+        clone = by_key.get(backend.route)
+        if clone is not None and clone not in by_url.setdefault(backend.url, []):
+            by_url[backend.url].append(clone)
+    policies: dict[str, DeliveryPolicy] = {}
+    merged: dict[str, str] = {}
+    for url, group in by_url.items():
+        policy = group[0].delivery
+        for clone in group[1:]:
+            policy = stricter(policy, clone.delivery)
+        if not policy.empty:
+            policies[url] = policy
+        if len({c.delivery for c in group}) > 1:
+            others = ", ".join(sorted(c.key for c in group))
+            for clone in group:
+                merged[clone.key] = (
+                    f"backend {url} is shared by {others}, whose spec.delivery differ: the "
+                    f"stricter value of each field applies ({policy.describe() or 'none'}); "
+                    "make them equal to silence this")
+    return policies, merged
+
+
 def service_port(service: Service, wanted: int | str) -> int | None:
     """The port to dial for ``wanted`` (a port name or number; ``""``: the Service's only
     port), or None if the Service has none. A headless Service is dialled on the Pods
@@ -253,4 +285,9 @@ def resolve(clones: Iterable[RequestClone | Invalid],
         conditions[item.key] = cond
         if backend is not None:
             entries.append((item.host, backend))
-    return Resolution(build_table(entries, 0, verify=verify), conditions)
+    policies, merged = backend_policies(valid, entries)
+    for key, message in merged.items():
+        cond = conditions[key]
+        conditions[key] = Condition(True, POLICY_MERGED, f"{cond.message}; {message}",
+                                    cond.generation)
+    return Resolution(build_table(entries, 0, verify=verify, policies=policies), conditions)

@@ -13,7 +13,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-NAMES = ("accept", "dispatch", "settle", "replay", "purge", "resolve", "dlpage", "dlcount")
+NAMES = ("accept", "dispatch", "settle", "replay", "purge", "resolve", "dlpage", "dlcount",
+         "pause", "resume")
 LIBRARIES = ("quota",)
 _INCLUDE = re.compile(r"^-- include: (\w+)$", re.M)
 

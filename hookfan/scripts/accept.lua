@@ -24,7 +24,8 @@
 -- a cap; {'replayed'} (nothing written) when KEYS[8 + 2n] exists. A stored request adds its
 -- copies and bytes to its host's fields in KEYS[7] and keeps '<bytes> <host>' in its field
 -- 'q', for the scripts that take them off again.
--- Every time is Redis's clock (ms). A backend owned by a running task is not made due: that
+-- Every time is Redis's clock (ms; a copy's ready score keeps the microseconds, see below).
+-- A backend owned by a running task is not made due: that
 -- task claims the new copy itself. Wakes the dispatchers (Pub/Sub, not persisted) only when a
 -- backend became due earlier than it was.
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'fenced' end
@@ -49,6 +50,11 @@ if most_copies > 0 or most_bytes > 0 then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- The ready score keeps the microseconds: accept order is the order of these calls (an
+-- ordered backend's delivery order), and two calls never run within one microsecond. It is
+-- 1 ms early, so that it is never above the whole ms the other scripts call now (a copy is
+-- due at once, as with a score of now).
+local at = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 - 1
 local k = tonumber(ARGV[5])
 local fields = {}
 for j = 1, 2 * k do fields[j] = ARGV[9 + j] end
@@ -59,7 +65,7 @@ local i = 10 + 2 * k
 local urls = {}
 for c = 1, n do
   local did, url, route = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  redis.call('ZADD', KEYS[6 + 2 * c], now, did)
+  redis.call('ZADD', KEYS[6 + 2 * c], at, did)
   redis.call('HSET', KEYS[7 + 2 * c], did, '0 0 ' .. now .. ' ' .. route)
   urls[c] = url
   i = i + 3

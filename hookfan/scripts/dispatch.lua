@@ -4,12 +4,15 @@
 -- KEYS[1]  hookfan:due      zset, backend url -> ms the dispatcher should act
 -- KEYS[2]  hookfan:owned    zset, backend url -> ms its task's ownership lapses
 -- KEYS[2 + i]               hookfan:q:<url> of candidate i
+-- KEYS[#KEYS]               hookfan:paused, hash, backend url -> why it is paused
 -- ARGV[1]  hold ms (how long an ownership lasts without a task renewing it)
 -- ARGV[1 + i]               candidate i's url (read from KEYS[1] just before the call)
 --
 -- Returns {now ms, ms until the next backend is due or an owner lapses (-1: none),
 --          url, due copies, url, due copies, ...} for the backends now owned.
 -- An owner whose hold ran out (its message was lost, its worker died) is made due again.
+-- A paused backend is taken out of KEYS[1] instead of owned (resume.lua makes it due again);
+-- while none is paused this costs one EXISTS per call.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local hold = tonumber(ARGV[1])
@@ -19,10 +22,14 @@ for _, url in ipairs(lapsed) do
   redis.call('ZADD', KEYS[1], 'LT', now, url)
 end
 local out = {now, -1}
+local PAUSED = KEYS[#KEYS]
+local any_paused = redis.call('EXISTS', PAUSED) == 1
 for i = 2, #ARGV do
   local url = ARGV[i]
   local due = redis.call('ZSCORE', KEYS[1], url)
-  if due and tonumber(due) <= now then
+  if due and any_paused and redis.call('HEXISTS', PAUSED, url) == 1 then
+    redis.call('ZREM', KEYS[1], url)
+  elseif due and tonumber(due) <= now then
     redis.call('ZREM', KEYS[1], url)
     redis.call('ZADD', KEYS[2], now + hold, url)
     table.insert(out, url)

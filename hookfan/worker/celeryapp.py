@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import redis
 from celery import Celery, bootsteps, signals
 
-from hookfan import forkgate, keys, metrics, migrate, tracing
+from hookfan import backends, forkgate, keys, metrics, migrate, tracing
 from hookfan.config import Settings
 from hookfan.health import check_can_listen
 from hookfan.schedule import Schedule
@@ -115,7 +115,8 @@ def install(app: Celery, settings: Settings) -> Any:
                                   observer(recorder) if recorder else None,
                                   tracing.setup(settings.otel, "worker"),
                                   recorder.stale_outcomes if recorder else None,
-                                  stopping.is_set)
+                                  stopping.is_set,
+                                  on_pause=recorder.backend_paused if recorder else None)
         return holder["c"]
 
     @app.task(  # type: ignore[untyped-decorator]
@@ -162,6 +163,12 @@ class DispatcherStep(bootsteps.StartStopStep):  # type: ignore[misc]
                 migrate.migrate(self.dispatcher.schedule.r)
         except redis.RedisError as exc:  # the next worker start moves what is left
             log.error("first-engine copies not moved yet: %s", type(exc).__name__)
+        try:
+            with forkgate.held():
+                backends.publish_worker_policy(self.dispatcher.schedule.r,
+                                               worker.app.hookfan_settings.delivery)
+        except redis.RedisError as exc:  # only `hookfan backends list` shows it
+            log.warning("worker flags not published: %s", type(exc).__name__)
         self.dispatcher.start()
 
     def stop(self, worker: Any) -> None:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from hookfan import answers
 from hookfan.config import DeliverySettings
+from hookfan.deliverypolicy import DeliveryPolicy, effective
 from hookfan.envelope import StoredRequest, forward_headers
 from hookfan.policy import Outcome, classify, parse_retry_after, retry_delay
 from hookfan.routes import Backend
@@ -48,9 +49,16 @@ the per-batch costs matter most; below it a copy's wait stays short (at 680 req/
 backends, two alternating runs of 3 rounds each of a throwaway script over
 bench/measure.e2e_step, mean of the two medians: worker CPU per copy 116 -> 96 us, Redis
 119 -> 105 us)."""
+POLICY_TTL = 2.0
+"""Seconds a process keeps the published delivery policies before reading them again: a
+changed ``spec.delivery`` applies within this (one read per process, not per batch)."""
 LINGER = 0.25
 """How long a task keeps its backend with nothing due before handing it back: new copies
 meanwhile cost no wake-up, no Celery message and no task start."""
+PAUSE_LOOK = 1.0
+"""A batch still sending this long after its claim asks Redis whether its backend was paused
+meanwhile (then at most this often): the copies not yet sent go back unattempted. Batches
+that end sooner never ask; the next claim sees a pause."""
 
 
 @dataclass(frozen=True)
@@ -111,8 +119,11 @@ class Courier:
     def __init__(self, schedule: Schedule, settings: DeliverySettings,
                  observe: Observer | None = None, tracing: Tracing | None = None,
                  on_stale: Callable[[int], None] | None = None,
-                 stopping: Callable[[], bool] = lambda: False) -> None:
+                 stopping: Callable[[], bool] = lambda: False,
+                 on_pause: Callable[[str], None] | None = None) -> None:
         self.schedule = schedule
+        self.on_pause = on_pause
+        """Called with a backend's URL when a settle auto-paused it (--auto-pause-after)."""
         self.s = settings
         self.http = Transport(settings.delivery_timeout)
         self.observe = observe
@@ -124,6 +135,19 @@ class Courier:
         their next batch goes out concurrently from its first copy."""
         self.stopping = stopping
         """True once the worker began a warm shutdown: finish the batch, claim no more."""
+        self._look = (0.0, False)
+        """(monotonic time of the next look at the pause, paused when last looked)."""
+        self._look_lock = threading.Lock()
+        self._policies: dict[str, DeliveryPolicy] = {}
+        self._policies_at = -POLICY_TTL
+
+    def policy(self, url: str) -> DeliveryPolicy | None:
+        """``url``'s published delivery policy (None: the flags alone), at most
+        :data:`POLICY_TTL` old. Raises redis errors."""
+        now = time.monotonic()
+        if now - self._policies_at >= POLICY_TTL:
+            self._policies, self._policies_at = self.schedule.policies(), now
+        return self._policies.get(url)
 
     def run(self, url: str) -> int:
         """Deliver ``url``'s due copies until none has been due for :data:`LINGER` seconds,
@@ -135,22 +159,30 @@ class Courier:
         results: list[Result] = []
         attempts: list[Attempt] = []
         held, made, want, last = 0, 0, self.s.batch, 0.0
+        policy = self.policy(url)
+        s = self.s if policy is None else effective(self.s, policy)
+        # An ordered backend's batches hold one copy: waiting for more would only slow it.
+        cycle = 0.0 if policy is not None and policy.ordered else MIN_CYCLE
         while True:
             # A claim that found little waits a moment, so copies arriving one by one are
             # sent in batches (one settle script per batch, not per copy).
-            pause = last + MIN_CYCLE - time.monotonic()
+            pause = last + cycle - time.monotonic()
             if want and pause > 0:
                 time.sleep(pause)
             claimed_at = last = time.monotonic()
-            batch = self.schedule.settle(url, token, held, results, want, linger=want > 0)
+            batch = self.schedule.settle(url, token, held, results, want, linger=want > 0,
+                                         policy=policy)
             self._report(attempts, batch)
+            if batch.autopaused:
+                self._auto_paused(url)
             if batch.ended:
                 return made
             held, results, attempts = batch.senders, [], []
             if batch.copies:
                 idle = claimed_at
+                self._look = (claimed_at + PAUSE_LOOK, False)
                 attempts = self._send(url, batch, claimed_at + self.s.lease - MARGIN)
-                results = [result(a, self.s) for a in attempts]
+                results = [result(a, s) for a in attempts]
                 attempts = [a for a in attempts if a.sent]
                 made += len(attempts)
             go_on = (batch.queued == 0 and not self.stopping()
@@ -214,7 +246,7 @@ class Courier:
         if req is None:
             return Attempt(copy, backend, None, Outcome("dead", "RequestMissing"), 0.0)
         t0 = time.monotonic()
-        if t0 + self.s.delivery_timeout > lease_end:
+        if t0 + self.s.delivery_timeout > lease_end or self._paused(url, t0):
             return Attempt(copy, backend, req, Outcome("retry", "Unsent"), 0.0, sent=False)
         parent = req.trace or None if self.tracing.enabled else None
         with self.tracing.span("hookfan.deliver", "consumer", parent=parent,
@@ -256,6 +288,29 @@ class Courier:
         body = req.body if (req.body or had_length) else None
         return self.http.send(url, req.method, copy_target(url, req.uri), lines, body,
                               capture=capture)
+
+    def _paused(self, url: str, now: float) -> bool:
+        """Was ``url`` paused since this batch was claimed? Asks Redis only once a batch has
+        sent for :data:`PAUSE_LOOK` seconds, then at most that often (a Redis error: no)."""
+        with self._look_lock:
+            at, paused = self._look
+            if now < at:
+                return paused
+            try:
+                paused = self.schedule.paused(url)
+            except Exception as exc:  # the claim will see it; an attempt is worth more
+                log.warning("pause not looked at: %s", type(exc).__name__)
+            self._look = (now + PAUSE_LOOK, paused)
+            return paused
+
+    def _auto_paused(self, url: str) -> None:
+        log.warning("backend auto-paused: no delivery for --auto-pause-after while failing; "
+                    "`hookfan backends resume %s` once it is fixed", url, extra={"backend": url})
+        if self.on_pause is not None:
+            try:
+                self.on_pause(url)
+            except Exception as exc:  # figures must never fail a delivery task
+                log.warning("auto-pause not counted in metrics: %s", type(exc).__name__)
 
     def _report(self, attempts: Sequence[Attempt], batch: Batch) -> None:
         """Log and observe the attempts the last settle recorded (now that it is known which

@@ -283,7 +283,8 @@ def test_the_cli_accepts_every_flag_and_variable_the_chart_passes(
     files = {"HOOKFAN_REDIS_PASSWORD_FILE": settings.redis.password_file,
              "HOOKFAN_REDIS_TLS_CA_FILE": settings.redis.tls_ca_file,
              "HOOKFAN_REDIS_TLS_CERT_FILE": settings.redis.tls_cert_file,
-             "HOOKFAN_REDIS_TLS_KEY_FILE": settings.redis.tls_key_file}
+             "HOOKFAN_REDIS_TLS_KEY_FILE": settings.redis.tls_key_file,
+             "HOOKFAN_VERIFY_KEY_FILE": settings.redis.verify_key_file}
     assert {var: path for var, path in files.items() if path} == {
         var: str(tmp_path / pod.lstrip("/")) for var, pod in pod_files.items()}
     if scenario.startswith(("external-redis-tls", "sentinel-tls")):

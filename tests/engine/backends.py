@@ -98,11 +98,12 @@ def sleep_for(seconds: float) -> Hold:
 
 
 class GaugedBackend:
-    """A real HTTP/1.1 keep-alive backend on loopback that answers ``status`` after ``hold``;
-    the gauge counts a request from the moment it was read until just before its answer is
-    written (or its client went away)."""
+    """A real HTTP/1.1 keep-alive backend on loopback that answers ``status`` (or what
+    ``status(arrival)`` says) after ``hold``; the gauge counts a request from the moment it
+    was read until just before its answer is written (or its client went away)."""
 
-    def __init__(self, hold: Hold | None = None, status: int = 200) -> None:
+    def __init__(self, hold: Hold | None = None,
+                 status: int | Callable[[Arrival], int] = 200) -> None:
         self.hold = hold
         self.status = status
         self.port = free_port()
@@ -130,7 +131,8 @@ class GaugedBackend:
                         backend.hold(arrival, self.connection)
                 finally:
                     backend.gauge.leave(arrival)
-                self.send_response(backend.status)
+                status = backend.status
+                self.send_response(status if isinstance(status, int) else status(arrival))
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 self.wfile.flush()

@@ -1,5 +1,5 @@
-"""The leader writes per-backend delivery figures into RequestClone status, and a Warning Event
-on dead letters.
+"""The leader writes per-backend delivery figures into RequestClone status (``paused`` too), and
+a Warning Event on dead letters and on each backend a worker auto-paused.
 
 Real: the operator (Kubernetes source, in a thread) against the kmock API server, the app and
 a worker as processes, Redis, HTTP backends. Services point at 127.0.0.1 in place of kube-proxy.
@@ -7,6 +7,8 @@ a worker as processes, Redis, HTTP backends. Services point at 127.0.0.1 in plac
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from tests.support.backends import RecordingBackend, always
 from tests.support.procs import Stack, wait_until
 
 HOST = "status.example.com"
+PAUSING_HOST = "pausing.example.com"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -94,10 +97,44 @@ def test_status_is_patched_only_when_figures_change(
     assert writes() == before
 
 
-def test_printer_columns_show_pending_and_failed() -> None:
-    for path in ("hookfan/crd.yaml", "helm/hookfan/crds/requestclone.yaml"):
+def test_printer_columns_show_pending_failed_and_paused() -> None:
+    for path in ("hookfan/crd.yaml", "helm/hookfan/crds/requestclone.yaml",
+                 "config/crd/requestclone.yaml"):
         crd = yaml.safe_load((ROOT / path).read_text())
         cols = {c["name"].upper(): c["jsonPath"]
                 for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]}
         assert cols["PENDING"] == ".status.delivery.pending"
         assert cols["FAILED"] == ".status.delivery.deadLettered"
+        assert cols["PAUSED"] == ".status.delivery.paused"
+
+
+def test_auto_pause_writes_an_event_and_status_shows_paused_until_resumed(
+        k8s: K8s, run_operator: RunOperator, stack: Stack,
+        make_backend: Callable[..., RecordingBackend]) -> None:
+    ok, failing = make_backend(), make_backend(respond=always(503))
+    for name, b in (("ok", ok), ("failing", failing)):
+        k8s.service(name, ip="127.0.0.1", port=b.port)
+        k8s.clone(name, PAUSING_HOST, name)
+    run_operator(status_interval="200ms")
+    stack.start_app()
+    stack.worker_args = ["--auto-pause-after", "1s", "--min-retry-delay", "100ms",
+                         "--max-retry-delay", "300ms"]
+    stack.start_worker()
+    wait_until(lambda: send(stack, PAUSING_HOST, b"x").status_code == 202, 30, "the route live")
+    ok.wait_for(1)
+    wait_until(lambda: any(e[1:] == ("Warning", "BackendPaused")
+                           for e in k8s.events("failing")), 30, "a BackendPaused Event")
+    (event,) = [e for e in k8s.server.objects("events") if e["reason"] == "BackendPaused"]
+    assert failing.url in event["message"] and "HTTP 503" in event["message"]
+    assert f"hookfan backends resume {failing.url}" in event["message"]
+    wait_until(lambda: delivery(k8s, "failing").get("paused") is True, 15, "Paused in status")
+    assert delivery(k8s, "ok").get("paused") is False
+    assert not [e for e in k8s.events("ok") if e[2] == "BackendPaused"]
+
+    resumed = subprocess.run([sys.executable, "-m", "hookfan.cli", "backends", "resume",
+                              "--route", "apps/failing", "--redis-url", stack.redis_url],
+                             capture_output=True, text=True, timeout=30)
+    assert resumed.returncode == 0, resumed.stderr
+    wait_until(lambda: delivery(k8s, "failing").get("paused") is False, 15,
+               "Paused cleared in status")
+

@@ -127,3 +127,35 @@ def test_schema_accepts_verify(verify: dict[str, Any]) -> None:
 def test_schema_rejects_a_bad_verify(verify: dict[str, Any]) -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft7Validator(schema()).validate(with_verify(verify))
+
+
+def with_delivery(delivery: dict[str, Any]) -> dict[str, Any]:
+    doc = copy.deepcopy(examples()[0])
+    doc["spec"]["delivery"] = delivery
+    return doc
+
+
+@pytest.mark.parametrize("delivery", [
+    {},
+    {"maxRetryAge": "6h", "minRetryDelay": "2s", "maxRetryDelay": "10m"},
+    {"concurrency": 2, "rateLimit": {"perSecond": 20, "burst": 40}, "ordered": False},
+    {"rateLimit": {"perSecond": 0.5}, "ordered": True},
+])
+def test_schema_accepts_delivery(delivery: dict[str, Any]) -> None:
+    jsonschema.Draft7Validator(schema()).validate(with_delivery(delivery))
+
+
+@pytest.mark.parametrize("delivery", [
+    {"rateLimit": {"perSecond": -5}},
+    {"rateLimit": {"perSecond": 0}},
+    {"rateLimit": {"burst": 4}},
+    {"rateLimit": {"perSecond": 5, "burst": 0}},
+    {"concurrency": 0},
+    {"concurrency": 1.5},
+    {"maxRetryAge": "six hours"},
+    {"ordered": "yes"},
+    {"retries": 3},
+])
+def test_schema_rejects_a_bad_delivery(delivery: dict[str, Any]) -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(schema()).validate(with_delivery(delivery))

@@ -156,7 +156,9 @@ def deduping(module_redis, tmp_path_factory):  # type: ignore[no-untyped-def]
 def test_cut_short_body_cannot_pre_claim_a_provider_delivery_id(deduping, make_backend):
     backend = make_backend()
     route_file(deduping.routes_dir, "dedupe-cut.example.com", [backend], name="dedupe-cut")
-    assert send(deduping, "dedupe-cut.example.com", b"warm").status_code == 202
+    # 503 (nothing stored) until the operator's next poll publishes the new file.
+    wait_until(lambda: send(deduping, "dedupe-cut.example.com", b"warm").status_code == 202,
+               what="the new route live")
     backend.wait_for(1)
     head = (b"POST /cut HTTP/1.1\r\nHost: dedupe-cut.example.com\r\n"
             b"X-GitHub-Delivery: pre-claimed\r\nContent-Length: 100\r\n\r\n")

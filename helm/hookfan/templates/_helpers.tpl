@@ -438,3 +438,31 @@ readinessProbe:
 {{- define "hookfan.promSelector" -}}
 namespace="{{ .Release.Namespace }}",app_kubernetes_io_instance="{{ .Release.Name }}"
 {{- end -}}
+
+{{/* The Secret holding --verify-key-file's key: verifyKey.existingSecret, else the generated
+one (verify-key-secret.yaml). */}}
+{{- define "hookfan.verifyKeySecret" -}}
+{{- .Values.verifyKey.existingSecret | default (printf "%s-verify-key" (include "hookfan.fullname" .)) -}}
+{{- end -}}
+
+{{/* The operator's and the app's view of the key (no other workload mounts it). */}}
+{{- define "hookfan.verifyKeyEnv" -}}
+- name: HOOKFAN_VERIFY_KEY_FILE
+  value: /etc/hookfan/verify/key
+{{- end -}}
+
+{{- define "hookfan.verifyKeyVolume" -}}
+- name: verify-key
+  secret:
+    secretName: {{ include "hookfan.verifyKeySecret" . }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.verifyKey.key }}
+        path: key
+{{- end -}}
+
+{{- define "hookfan.verifyKeyMount" -}}
+- name: verify-key
+  mountPath: /etc/hookfan/verify
+  readOnly: true
+{{- end -}}
