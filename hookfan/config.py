@@ -231,6 +231,11 @@ class IntakeSettings:
     threads: int = 16
     """Request threads per worker process (gunicorn's threaded worker). Concurrent requests
     in one process share their Redis round trips (group commit)."""
+    max_answer_waits: int = 8
+    """Requests of one worker process that may wait at once for their backends' first
+    answers (Receivers with an AwaitAll ``responseType``; each holds a request thread for up
+    to the Receiver's ``timeout``); beyond it such a request is answered 503 with Retry-After
+    before anything is stored. 0: every such request gets that 503."""
     max_pending: int = 0
     """Answer 503 while more copies than this are pending (ready, in flight or retrying)
     across all backends: shed load before Redis is full. 0: off."""
@@ -523,6 +528,8 @@ INTAKE = (
     Flag("http-addr", "intake.http_addr", parse_addr, "listen address for webhooks"),
     Flag("workers", "intake.workers", parse_positive_int, "gunicorn worker processes"),
     Flag("threads", "intake.threads", parse_positive_int, "request threads per worker"),
+    Flag("max-answer-waits", "intake.max_answer_waits", parse_count,
+         "requests per worker process that may wait for their Receiver's answers (else 503)"),
     Flag("max-pending", "intake.max_pending", parse_count,
          "503 while more copies than this are pending (0: off)"),
     Flag("max-pending-per-host", "intake.max_pending_per_host", parse_count,

@@ -52,6 +52,10 @@ class StoredRequest:
     trusted: bool = False
     """It came from a peer in ``--trusted-proxies``: its ``X-Forwarded-Proto`` and
     ``X-Forwarded-Host`` go to backends as sent. False for requests stored before the flag."""
+    await_ms: int = 0
+    """A sender waits for the first answers (a Receiver's AwaitAll ``responseType``): the
+    worker records them in :func:`hookfan.keys.answer`, kept this many ms. 0 (every other
+    request, and the stored layout then has no such item): nothing recorded."""
 
     def to_fields(self) -> dict[str, str | bytes]:
         """The request hash's fields: ``r``, everything but the body as one JSON list
@@ -59,7 +63,8 @@ class StoredRequest:
         ``b2`` ...). Fewer, fuller fields cost Redis less memory than a field per value."""
         fields: dict[str, str | bytes] = {"r": json.dumps(
             [self.method, self.uri, self.headers, self.client, self.accepted, self.host,
-             self.trace, len(self.body), int(self.trusted)], separators=(",", ":"))}
+             self.trace, len(self.body), int(self.trusted)]
+            + ([self.await_ms] if self.await_ms else []), separators=(",", ":"))}
         start = 0
         for i, size in enumerate(body_pieces(len(self.body))):
             fields[f"b{i}" if i else "b"] = self.body[start:start + size]
@@ -81,7 +86,8 @@ class StoredRequest:
         method, uri, headers, client, accepted, host, trace, _size, *more = json.loads(f[b"r"])
         return cls(method=method, uri=uri, headers=tuple((n, v) for n, v in headers), body=body,
                    client=client, accepted=float(accepted), host=host, trace=trace,
-                   trusted=bool(more and more[0]))
+                   trusted=bool(more and more[0]),
+                   await_ms=int(more[1]) if len(more) > 1 else 0)
 
 
 def request_meta(r: bytes | None) -> RequestMeta | None:

@@ -52,7 +52,8 @@ request and expiring when the signature would no longer be accepted anyway: the 
 sent again within that time is refused as a replay."""
 REQUEST = PREFIX + "req:"
 """Hash per accepted request: ``r`` a JSON list of method, raw URI, headers, client address,
-acceptance (client Unix time, for latency figures only), host, traceparent and body size; the
+acceptance (client Unix time, for latency figures only), host, traceparent, body size, trusted
+and, for a request whose sender awaits the answers, the ms its answers are kept; the
 body (stored once) in ``b``, ``b1``, ``b2`` ... (pieces that fit Redis's allocation classes, see
 :func:`hookfan.envelope.body_pieces`); ``n`` copies not yet delivered or purged (pending and
 dead letters); ``q`` ``"<stored bytes> <host>"``, what the request counts in :data:`QUOTA`
@@ -62,6 +63,18 @@ dead letters); ``q`` ``"<stored bytes> <host>"``, what the request counts in :da
 hash is deleted with its last copy; when that is delivered within seconds of acceptance, the
 string ``'d'`` takes the key until then, so that the intake's look after a lost reply
 (``resolve.lua``) can tell "stored and already delivered" from "never stored"."""
+ANSWER = PREFIX + "answer:"
+"""List per request of a Receiver with an AwaitAll ``responseType``: one record per target
+(:func:`hookfan.answers.encode`), pushed by the worker after the first attempt of that
+target's copy, popped by the intake thread waiting to answer the sender. Expires the
+Receiver's ``timeout`` after the last push; the intake deletes it when its wait ends. Absent
+for every other request."""
+
+
+def answer(request_id: str) -> str:
+    return ANSWER + request_id
+
+
 FENCE = PREFIX + "fence:"
 """String per request id, set when the intake lost the reply to a request's accept and found it
 not stored (it answered 503): an accept with that id arriving late stores nothing."""

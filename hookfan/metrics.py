@@ -43,7 +43,9 @@ AGE_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0,
 BYTES_BUCKETS = (256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
                  10485760.0)
 REJECT_REASONS = ("redis_full", "max_pending", "quota", "redis_unavailable", "signature",
-                  "verify_unreadable")
+                  "verify_unreadable", "answer_waits")
+ANSWER_MODES = ("AwaitAllPreferSuccessful", "AwaitAllPreferFailed", "AwaitAllReport")
+ANSWER_OUTCOMES = ("answered", "timeout", "redis_error", "refused")
 ATTEMPT_BUCKETS = (1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0)
 
 
@@ -171,7 +173,8 @@ def install_app(app: Flask) -> None:
                        "without storing them, by reason: redis_full (Redis at maxmemory), "
                        "max_pending (over --max-pending), quota (the host over "
                        "--max-pending-per-host or --max-stored-bytes-per-host), "
-                       "redis_unavailable, signature (401: spec.verify failed).", ["reason"],
+                       "redis_unavailable, signature (401: spec.verify failed), answer_waits "
+                       "(over --max-answer-waits).", ["reason"],
                        registry=None)
     for reason in REJECT_REASONS:
         rejected.labels(reason)
@@ -179,8 +182,26 @@ def install_app(app: Flask) -> None:
         "hookfan_intake_unacknowledged_total", "Intake requests stored but answered 503 "
         "because fewer replicas than --min-replicas-ack acknowledged the write in time (the "
         "sender's retry may be delivered twice).", registry=None)
+    waits = Counter("hookfan_answer_waits_total", "Requests to Receivers with an AwaitAll "
+                    "responseType, by mode and outcome: answered (every target's first answer "
+                    "came), timeout (some target counted as 504), redis_error (the wait broke "
+                    "off; missing targets counted as 504), refused (503 over "
+                    "--max-answer-waits, nothing stored).", ["mode", "outcome"], registry=None)
+    wait_time = Histogram("hookfan_answer_wait_seconds", "Time a request to an AwaitAll "
+                          "Receiver waited for its targets' first answers.", ["mode"],
+                          buckets=LATENCY_BUCKETS, registry=None)
+    for mode in ANSWER_MODES:
+        for outcome in ANSWER_OUTCOMES:
+            waits.labels(mode, outcome)
+
+    def waited(mode: str, outcome: str, took: float) -> None:
+        waits.labels(mode, outcome).inc()
+        if outcome != "refused":
+            wait_time.labels(mode).observe(took)
+
     intake: Any = app.extensions.get("hookfan.intake")  # view_functions holds a wrapper now
     if intake is not None:
+        intake.waited = waited
         intake.rejected = lambda reason: rejected.labels(reason).inc()
         intake.unacknowledged = unacknowledged.inc
 

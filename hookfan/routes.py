@@ -36,9 +36,11 @@ class PathRoute:
     """One per resolved target; each URL ends with the target's path (``http://h:p/x``), to
     which the worker sends the copy with the request's query string."""
     mode: str = "Async"
-    """``spec.responseType``, kept as written; every mode is answered 202 for now."""
+    """``spec.responseType``, kept as written: ``Async`` is answered 202, the AwaitAll modes
+    with the targets' first answers (:mod:`hookfan.answers`)."""
     timeout: float = 10.0
-    """``spec.timeout`` in seconds (for the answer modes; delivery uses --delivery-timeout)."""
+    """``spec.timeout`` in seconds: how long an AwaitAll request waits for the first answers
+    (each attempt is bounded by --delivery-timeout)."""
     body_limit: int = 0
     """``spec.bodySizeLimit`` in bytes; 0: the app's --body-size-limit."""
     suspended: bool = False

@@ -159,3 +159,13 @@ class Schedule:
             pipe.hgetall(keys.request(rid))
         return {rid: StoredRequest.from_fields(f)
                 for rid, f in zip(ids, pipe.execute(), strict=True) if f}
+
+    def record_answer(self, request_id: str, record: bytes, keep_ms: int) -> None:
+        """Push one target's first answer for the intake thread waiting on ``request_id``
+        (:data:`hookfan.keys.ANSWER`), kept ``keep_ms`` (one round trip). Only for requests
+        stored with ``await_ms``: no other copy costs this. Raises redis errors."""
+        key = keys.answer(request_id)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.rpush(key, record)
+        pipe.pexpire(key, max(1000, keep_ms))
+        pipe.execute()

@@ -10,6 +10,7 @@ from hookfan.config import Settings
 from hookfan.durability import DurabilityCheck
 from hookfan.store import Quota, Store, connect
 
+from .answer import Waiter
 from .intake import RETRY_AFTER, Intake, error, install_request_log
 from .routecache import RouteCache
 
@@ -52,18 +53,20 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                                          settings.redis.allow_unsafe, "app").start()
     app.config["MAX_CONTENT_LENGTH"] = settings.intake.body_size_limit
     routes = RouteCache(store, quick=lookup)
-    app.view_functions["intake"] = Intake(store, routes, settings.intake.proxy_write_timeout,
-                                          dedupe_headers=settings.intake.dedupe_headers,
-                                          dedupe_window=settings.intake.dedupe_window,
-                                          lookup=lookup,
-                                          max_pending=settings.intake.max_pending,
-                                          quota=Quota(settings.intake.max_pending_per_host,
-                                                      settings.intake.max_stored_bytes_per_host),
-                                          trusted_proxies=settings.intake.trusted_proxies,
-                                          min_replicas_ack=settings.intake.min_replicas_ack,
-                                          replica_ack_timeout=(
-                                              settings.intake.replica_ack_timeout))
+    intake = Intake(store, routes, settings.intake.proxy_write_timeout,
+                    dedupe_headers=settings.intake.dedupe_headers,
+                    dedupe_window=settings.intake.dedupe_window, lookup=lookup,
+                    max_pending=settings.intake.max_pending,
+                    quota=Quota(settings.intake.max_pending_per_host,
+                                settings.intake.max_stored_bytes_per_host),
+                    trusted_proxies=settings.intake.trusted_proxies,
+                    min_replicas_ack=settings.intake.min_replicas_ack,
+                    replica_ack_timeout=settings.intake.replica_ack_timeout)
+    # Its own client: a BLPOP never waits in front of the intake's writes or looks.
+    intake.waiter = Waiter(store.r if lookup is None else connect(settings.redis),
+                           settings.intake.max_answer_waits)
     app.extensions["hookfan.routes"] = routes
-    app.extensions["hookfan.intake"] = app.view_functions["intake"]
+    app.view_functions["intake"] = intake
+    app.extensions["hookfan.intake"] = intake
     install_request_log(app)
     return app

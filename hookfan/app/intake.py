@@ -13,13 +13,14 @@ from flask import Flask, Request, Response, jsonify, request
 from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from hookfan import keys, signatures
+from hookfan import answers, keys, signatures
 from hookfan.envelope import REQUEST_HEADER, StoredRequest
 from hookfan.metrics import BODY_KEY, NO_ROUTE, ROUTE_KEY, STARTED_KEY, route_label
-from hookfan.routes import Backend, normalize_host, request_host
+from hookfan.routes import Backend, PathRoute, normalize_host, request_host
 from hookfan.store import OverQuota, Quota, Replayed, Store, accepted, is_oom
 from hookfan.tracing import Tracing
 
+from .answer import Waiter
 from .commit import GroupCommit, NotAcknowledged, Unknown
 from .deadline import RequestTimeout
 from .peers import TrustedPeers
@@ -203,6 +204,11 @@ class Intake:
         """Counts a request stored but answered 503 for want of replica acknowledgements."""
         self.tracing: Tracing = Tracing()
         """Set by the server when ``--otel-endpoint`` is given; no-op otherwise."""
+        self.waiter = Waiter(store.r, 0)
+        """Waits for first answers (AwaitAll Receivers); set by :func:`hookfan.app.create_app`
+        with a client of its own and ``--max-answer-waits``. The default waits for none."""
+        self.waited: Callable[[str, str, float], None] = lambda mode, outcome, took: None
+        """Counts an answer-mode request by mode and outcome; set by the metrics."""
 
     def __call__(self) -> Response:
         """Answer one webhook, inside a ``hookfan.intake`` span (continuing the sender's
@@ -292,18 +298,38 @@ class Intake:
                 if verdict.replay_key is not None:
                     seen = (verdict.replay_key, verdict.ttl)
         self._written += len(body)
-        request_id = os.urandom(16).hex()
         shed = self._shed()
         if shed is not None:
             return shed
+        waiting = receiver if receiver is not None and answers.awaited(receiver.mode) else None
+        if waiting is None:
+            return self._persist(req, environ, body, backends, seen, None)
+        if not self.waiter.enter():
+            return self._waits_full(waiting)
+        try:
+            return self._persist(req, environ, body, backends, seen, waiting)
+        finally:
+            self.waiter.leave()
+
+    def _persist(self, req: Request, environ: dict[str, Any], body: bytes,
+                 backends: tuple[Backend, ...], seen: tuple[str, float] | None,
+                 waiting: PathRoute | None) -> Response:
+        """Store the request and its copies, then answer: 202, or with ``waiting`` (a
+        Receiver with an AwaitAll mode, whose targets are the last of ``backends``) the
+        answer its mode makes of the first answers of its targets."""
+        method, host = req.method, environ.get("HTTP_HOST", "")
+        request_id = os.urandom(16).hex()
         try:
             with self.tracing.span("hookfan.store", attrs={"hookfan.request_id": request_id}):
                 stored = StoredRequest(method=method, uri=raw_uri(environ),
                                        headers=raw_headers(environ), body=body,
                                        client=req.remote_addr or "", accepted=time.time(),
                                        host=host, trace=self.tracing.traceparent(),
-                                       trusted=self.trusted(req.remote_addr or ""))
-                request_id, copies = self._store(request_id, stored, backends, seen)
+                                       trusted=self.trusted(req.remote_addr or ""),
+                                       await_ms=(max(1, int(waiting.timeout * 1000))
+                                                 if waiting is not None else 0))
+                request_id, copies, duplicate = self._store(request_id, stored, backends,
+                                                            seen)
         except Replayed:
             return self._unsigned("replayed: this signed request was accepted before")
         except NotAcknowledged as exc:
@@ -314,12 +340,49 @@ class Intake:
             if is_oom(exc):
                 return self._full()
             return self._unavailable(exc)
+        if waiting is not None and not duplicate:
+            ids = keys.delivery_ids(request_id, copies)[copies - len(waiting.backends):]
+            resp = self._awaited(waiting, request_id, ids)
+        else:
+            resp = None
         sock = environ.get("gunicorn.socket")
         if sock is not None:
             sock.settimeout(self.write_timeout)
+        if resp is not None:
+            return resp
         # What jsonify(id=..., deliveries=...) answers, without its encoder.
         return Response(b'{"deliveries":%d,"id":"%s"}\n' % (copies, request_id.encode()), 202,
                         {REQUEST_HEADER: request_id}, mimetype="application/json")
+
+    def _awaited(self, receiver: PathRoute, request_id: str, ids: list[str]) -> Response:
+        """The answer of an AwaitAll Receiver's request, stored as ``request_id`` with the
+        copies ``ids`` for its targets: wait for their first answers (up to its timeout) and
+        answer as its mode says (:func:`hookfan.answers.choose`). The body is never logged."""
+        started = time.monotonic()
+        waited = self.waiter.wait(request_id, ids, receiver.timeout)
+        chosen = answers.choose(receiver.mode, waited.answers, waited.missing)
+        outcome = "redis_error" if waited.failed else "timeout" if waited.missing else "answered"
+        self.waited(receiver.mode, outcome, time.monotonic() - started)
+        if waited.missing:
+            log.info("answer wait ended without %d of %d first answers (%s)", waited.missing,
+                     len(ids), outcome, extra={"request_id": request_id,
+                                               "route": receiver.route})
+        resp = Response(chosen.body, chosen.status)
+        del resp.headers["Content-Type"]  # the backend's own, or none
+        for name, value in chosen.headers:
+            resp.headers.add(name, value)
+        resp.headers[REQUEST_HEADER] = request_id
+        return resp
+
+    def _waits_full(self, receiver: PathRoute) -> Response:
+        # Refused before storing: a 503 that told a lie (stored after all) would be retried
+        # and delivered twice; a 202 would pass for the backend's answer.
+        log.warning("request not stored, answered 503: --max-answer-waits requests of this "
+                    "process already wait for answers", extra={"route": receiver.route})
+        self.rejected("answer_waits")
+        self.waited(receiver.mode, "refused", 0.0)
+        return error(503, "too many requests waiting for their answers, retry later",
+                     **{"Retry-After": RETRY_AFTER})
 
     def _shed(self) -> Response | None:
         """503 (before writing) while Redis is in its delivery reserve, or while more than
@@ -396,8 +459,8 @@ class Intake:
         return error(503, "storage full, retry later", **{"Retry-After": RETRY_AFTER})
 
     def _store(self, request_id: str, stored: StoredRequest, backends: tuple[Backend, ...],
-               seen: tuple[str, float] | None = None) -> tuple[str, int]:
-        """(request id, copies) of the stored request; a repeat of a provider delivery id
+               seen: tuple[str, float] | None = None) -> tuple[str, int, bool]:
+        """(request id, copies, duplicate) of the stored request; a repeat of a provider delivery id
         within the window returns the first request's instead of storing anything. The write
         goes through the process's group commit. When its reply is lost, look (on a fresh
         connection) whether it committed before answering. ``seen``: see
@@ -428,7 +491,7 @@ class Intake:
         if done.duplicate:
             log.info("duplicate provider delivery id, nothing stored",
                      extra={"request_id": done.request_id})
-        return done.request_id, done.deliveries
+        return done.request_id, done.deliveries, done.duplicate
 
 RETRY_WITHIN = 0.5
 """A write found not stored after a lost reply is sent again under a new id only if all this

@@ -90,8 +90,16 @@ class Link:
             self.fill(end)
         del buf[:n]
 
-    def chunked(self, end: float) -> bool:
-        """Drain a chunked body; False (stop reading, close) once it passes MAX_DRAIN."""
+    def take(self, n: int, end: float, into: bytearray) -> None:
+        """Read ``n`` bytes of body into ``into``."""
+        while len(self.buf) < n:
+            self.fill(end)
+        into += self.buf[:n]
+        del self.buf[:n]
+
+    def chunked(self, end: float, limit: int = MAX_DRAIN, into: bytearray | None = None) -> bool:
+        """Drain a chunked body (into ``into``, when given); False (stop reading, close) once
+        it passes ``limit``."""
         total = 0
         while True:
             size = self.line(end).split(b";", 1)[0].strip(b" \t")
@@ -101,9 +109,12 @@ class Link:
             if n == 0:
                 break
             total += n
-            if total > MAX_DRAIN:
+            if total > limit:
                 return False
-            self.skip(n, end)
+            if into is None:
+                self.skip(n, end)
+            else:
+                self.take(n, end, into)
             if self.line(end):
                 raise ValueError("chunk end")
         trailers = 0
@@ -149,8 +160,9 @@ def _remember(good: set[str], name: str) -> None:
         good.add(name)
 
 
-def read_answer(link: Link, end: float, head_only: bool) -> tuple[int, str | None, bool]:
-    """Read an answer: its status, Retry-After, and whether the connection may be reused."""
+def final_head(link: Link, end: float) -> tuple[bytes, int, int, bool]:
+    """The final answer's head (interim 1xx answers skipped): (head, index of the status
+    line's end or -1, status, HTTP/1.0)."""
     while True:
         head = link.head(end)
         nl = head.find(b"\n")
@@ -163,8 +175,13 @@ def read_answer(link: Link, end: float, head_only: bool) -> tuple[int, str | Non
             raise http.client.BadStatusLine("status")
         status = int(words[1])
         if status >= 200 or status == 101:
-            break  # else an interim answer (100 Continue, 103 Early Hints): the final follows
-    http10 = words[0] == b"HTTP/1.0"
+            # else an interim answer (100 Continue, 103 Early Hints): the final follows
+            return head, nl, status, words[0] == b"HTTP/1.0"
+
+
+def read_answer(link: Link, end: float, head_only: bool) -> tuple[int, str | None, bool]:
+    """Read an answer: its status, Retry-After, and whether the connection may be reused."""
+    head, nl, status, http10 = final_head(link, end)
     close = keep_alive = chunked = False
     length: int | None = None
     bad_length = False

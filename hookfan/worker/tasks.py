@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from hookfan import answers
 from hookfan.config import DeliverySettings
 from hookfan.deliverypolicy import DeliveryPolicy, effective
 from hookfan.envelope import StoredRequest, forward_headers
@@ -252,23 +253,41 @@ class Courier:
                                attrs=span_attrs(copy, url)), \
                 self.tracing.span(f"HTTP {req.method}", "client",
                                   attrs={"server.address": url}) as span:
+            # The sender of this request waits for the first answer of every copy.
+            awaited = req.await_ms > 0 and copy.attempt == 1
             try:
-                sent = self.send(url, copy, req)
+                sent = self.send(url, copy, req, answers.BODY_CAP if awaited else 0)
             except Exception as exc:  # a bug here must not strand the rest of the batch
                 log.error("attempt failed inside hookfan: %s", type(exc).__name__,
                           extra={"delivery_id": copy.delivery_id, "backend": url})
                 sent = Sent(None, type(exc).__name__)
             if span is not None and sent.status is not None:
                 span.set_attribute("http.response.status_code", sent.status)
+        if awaited:
+            self._answer(copy, req, sent)
         return Attempt(copy, backend, req, classify(sent.status, sent.error),
                        time.monotonic() - t0, parse_retry_after(sent.retry_after, time.time()))
 
-    def send(self, url: str, copy: Claimed, req: StoredRequest) -> Sent:
+    def _answer(self, copy: Claimed, req: StoredRequest, sent: Sent) -> None:
+        """Hand the first answer to the intake thread waiting for it. Its loss (Redis
+        unreachable) costs that sender a 504 for this target, never the delivery."""
+        whole = sent.whole
+        answer = answers.recorded(sent.status, whole.headers if whole else None,
+                                  whole.body if whole else None)
+        try:
+            self.schedule.record_answer(copy.request_id,
+                                        answers.encode(copy.delivery_id, answer), req.await_ms)
+        except Exception as exc:
+            log.warning("first answer not handed to its waiting sender: %s",
+                        type(exc).__name__, extra={"delivery_id": copy.delivery_id})
+
+    def send(self, url: str, copy: Claimed, req: StoredRequest, capture: int = 0) -> Sent:
         lines = self.tracing.outbound(
             forward_headers(req, copy.request_id, copy.delivery_id, copy.attempt))
         had_length = any(n.lower() == "content-length" for n, _ in req.headers)
         body = req.body if (req.body or had_length) else None
-        return self.http.send(url, req.method, copy_target(url, req.uri), lines, body)
+        return self.http.send(url, req.method, copy_target(url, req.uri), lines, body,
+                              capture=capture)
 
     def _paused(self, url: str, now: float) -> bool:
         """Was ``url`` paused since this batch was claimed? Asks Redis only once a batch has

@@ -52,6 +52,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .capture import Whole, read_whole
 from .http1 import Link, read_answer, request_head
 
 MAX_IDLE = 16
@@ -74,6 +75,8 @@ class Sent:
     resent: bool = False
     """The copy was sent again on a fresh connection because the reused one had been closed
     by the peer: still one attempt."""
+    whole: Whole | None = None
+    """The answer's headers and body, when the send asked for them (``capture``)."""
 
 
 class _Guard:
@@ -162,8 +165,9 @@ class Transport:
         self._tls: ssl.SSLContext | None = None
 
     def send(self, base_url: str, method: str, target: str, lines: list[tuple[str, str]],
-             body: bytes | None, deadline: float | None = None) -> Sent:
-        """Send one request and read the answer; never raises for network trouble."""
+             body: bytes | None, deadline: float | None = None, capture: int = 0) -> Sent:
+        """Send one request and read the answer; never raises for network trouble. With
+        ``capture`` (a byte cap), the answer is read whole into :attr:`Sent.whole`."""
         end = time.monotonic() + self.timeout
         if deadline is not None:
             end = min(end, deadline)
@@ -179,9 +183,9 @@ class Transport:
         head_only = method == "HEAD"
         link = self._take(base_url)
         reused = link is not None
-        sent, stale = self._once(base_url, dest, link, end, head, body, head_only)
+        sent, stale = self._once(base_url, dest, link, end, head, body, head_only, capture)
         if reused and stale and time.monotonic() < end:
-            sent, _ = self._once(base_url, dest, None, end, head, body, head_only)
+            sent, _ = self._once(base_url, dest, None, end, head, body, head_only, capture)
             return dataclasses.replace(sent, resent=True)
         return sent
 
@@ -229,11 +233,11 @@ class Transport:
         return Link(sock), _WATCHDOG.arm(end, sock)
 
     def _once(self, base_url: str, dest: _Dest, link: Link | None, end: float, head: bytes,
-              body: bytes | None, head_only: bool) -> tuple[Sent, bool]:
+              body: bytes | None, head_only: bool, capture: int = 0) -> tuple[Sent, bool]:
         """One exchange on one connection (a new one if ``link`` is None); the flag says the
         copy may be sent again."""
         phase, error, guard = "connect", None, None
-        status, retry_after, keep = None, None, False
+        status, retry_after, keep, whole = None, None, False, None
         try:
             if link is None:
                 link, guard = self._connect(dest, end)
@@ -255,7 +259,10 @@ class Transport:
             if body is not None:
                 link.sock.sendall(body)
             phase = "read"
-            status, retry_after, keep = read_answer(link, end, head_only)
+            if capture:
+                status, retry_after, keep, whole = read_whole(link, end, head_only, capture)
+            else:
+                status, retry_after, keep = read_answer(link, end, head_only)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             error = exc
         finally:
@@ -273,7 +280,7 @@ class Transport:
             stale = phase != "connect" and link is not None and not link.got \
                 and isinstance(error, _STALE)
             return Sent(None, error_reason(error, phase)), stale
-        return Sent(status, retry_after=retry_after), False
+        return Sent(status, retry_after=retry_after, whole=whole), False
 
     def _take(self, base_url: str) -> Link | None:
         while True:

@@ -1,6 +1,7 @@
 """Receivers from --routes-dir, end to end: real Redis, operator (file source), gunicorn app,
 Celery worker and HTTP backends. A copy goes to its target's path with the query kept; the
-Receiver's body limit and suspension are answered by the intake."""
+Receiver's body limit and suspension are answered by the intake. The answer modes:
+test_answer_modes.py."""
 
 from __future__ import annotations
 
@@ -108,10 +109,11 @@ def test_a_suspended_receiver_answers_503_with_retry_after(stack, make_backend):
     assert len(a.wait_for(1)) == 1
 
 
-def test_an_await_all_mode_is_kept_and_answered_202_for_now(stack, make_backend):
+def test_an_await_all_mode_is_listed_with_its_timeout(stack, make_backend):
     a = make_backend()
     path = receiver(stack, "report", [(None, a)], responseType="AwaitAllReport", timeout="3s")
-    assert send(stack, "x.example.com", b"{}", path=path).status_code == 202
+    resp = send(stack, "x.example.com", b"{}", path=path)  # the modes: test_answer_modes.py
+    assert resp.json() == {"targets": [{"statusCode": 200}]}
     out = subprocess.run([sys.executable, "-m", "hookfan.cli", "routes", "--output", "json",
                           "--redis-url", stack.redis_url], capture_output=True, text=True,
                          env=dict(os.environ), timeout=30, check=True)

@@ -61,6 +61,11 @@ class RecordingBackend:
     answer_after: float = 0.0
     """Seconds each answer is held back once the request was recorded (a slow backend).
     Held outside the lock, so held answers overlap and arrivals are recorded meanwhile."""
+    held: Callable[[int], float] | None = None
+    """Seconds the answer to the n-th request (from 0) is held back, instead of
+    ``answer_after``: a backend slow only at first."""
+    answer_body: bytes = b""
+    """The body of every answer (its Content-Length set to match)."""
 
     @property
     def url(self) -> str:
@@ -82,16 +87,19 @@ class RecordingBackend:
                     return
                 got = Received(self.command, self.path, list(self.headers.items()), body)
                 with backend._cond:
-                    status, headers = backend.respond(got, len(backend.received))
+                    n = len(backend.received)
+                    status, headers = backend.respond(got, n)
                     backend.received.append(got)
                     backend._cond.notify_all()
-                if backend.answer_after:
-                    time.sleep(backend.answer_after)  # the backend's work: answering late
+                hold = backend.held(n) if backend.held is not None else backend.answer_after
+                if hold:
+                    time.sleep(hold)  # the backend's work: answering late
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(backend.answer_body)))
                 self.end_headers()
+                self.wfile.write(backend.answer_body)
                 self.wfile.flush()
 
             def log_message(self, format: str, *args: object) -> None:
