@@ -61,7 +61,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
                                  "metrics": {"enabled": False}}},
     "extras": {"podLabels": {"team": "payments"},
                "image": {"digest": "sha256:" + "1" * 64},
-               "delivery": {"backendConcurrency": 16},
+               "delivery": {"backendConcurrency": 16, "autoPauseAfter": "15m"},
                "redis": {"podLabels": {"tier": "data"}, "priorityClassName": "critical",
                          "persistence": {"existingClaim": "restored-aof"},
                          "securityContext": {"runAsNonRoot": True,

@@ -35,6 +35,8 @@ def test_the_schema_accepts_every_standard_extra() -> None:
     {"image": {"digest": "1234"}},
     {"redis": {"persistence": {"existingClaim": 3}}},
     {"delivery": {"backendConcurrency": -1}},
+    {"delivery": {"autoPauseAfter": "soon"}},
+    {"delivery": {"autoPauseAfter": 600}},                     # a duration string
     {"worker": {"keda": {"enabled": True, "threshold": 5}}},
     {"flower": {"oauth": {"provider": "facebook"}}},
 ])
@@ -96,6 +98,13 @@ def test_backend_concurrency_reaches_the_worker() -> None:
     assert flag(c, "backend-concurrency") == "4"
     (c,) = containers(one(render(EXTRAS), "Deployment", "hookfan-worker"))
     assert flag(c, "backend-concurrency") == "16"
+
+
+def test_auto_pause_reaches_the_worker_off_by_default() -> None:
+    (c,) = containers(one(render(), "Deployment", "hookfan-worker"))
+    assert flag(c, "auto-pause-after") == "0"
+    (c,) = containers(one(render(EXTRAS), "Deployment", "hookfan-worker"))
+    assert flag(c, "auto-pause-after") == "15m"
 
 
 def test_keda_scales_workers_on_the_pending_backlog() -> None:
