@@ -88,13 +88,17 @@ def test_worker_banner_and_connection_errors_mask_the_password(tmp_path):
     masked."""
     password = secret_password()
     server = RedisProcess(tmp_path / "redis", password=password + "x").start()
-    worker = HookfanProcess(["worker", "--redis-url", server.url.replace("%23%3F", "%23%3Fy"),
-                             "--concurrency", "1"], tmp_path, "worker").start()
     try:
-        wait_until(lambda: "Cannot connect" in worker.log(),
-                   timeout=30, what="the worker reporting it cannot connect")
+        worker = HookfanProcess(["worker", "--redis-url",
+                                 server.url.replace("%23%3F", "%23%3Fy"),
+                                 "--concurrency", "1"], tmp_path, "worker").start()
+        try:
+            wait_until(lambda: "Cannot connect" in worker.log(),
+                       timeout=30, what="the worker reporting it cannot connect")
+        finally:
+            worker.stop()
     finally:
-        worker.stop()
+        server.stop()
     log = worker.log()
     assert "Cannot connect to redis://:**@127.0.0.1" in log, log[-2000:]
     banner = [ln for ln in log.splitlines() if "transport:" in ln]  # when Celery prints one

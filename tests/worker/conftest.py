@@ -22,6 +22,18 @@ from hookfan.store import connect
 from hookfan.worker.celeryapp import TASK_NAME, install, publisher
 from hookfan.worker.celeryapp import celery_config as hookfan_celery_config
 from hookfan.worker.dispatcher import Dispatcher
+from tests.support.redisproc import RedisProcess
+
+
+@pytest.fixture(scope="session")
+def redis_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """A Redis of this directory's own. ``celery_session_worker`` is a thread of the test
+    process that consumes ``hookfan.deliver`` until the session ends: on the Redis the other
+    directories share, it would take the wake-ups meant for their stacks' workers (with its
+    own settings and no routes), and their copies would wait for it."""
+    proc = RedisProcess(tmp_path_factory.mktemp("worker-redis")).start()
+    yield proc
+    proc.stop()
 
 
 @pytest.fixture(scope="session")
