@@ -13,7 +13,9 @@ Schemes (each provider's own documentation):
   ``<t>.<body>`` with the endpoint secret (``whsec_...``, used as written).
 - ``slack``: ``X-Slack-Signature: v0=<hex>`` of ``v0:<X-Slack-Request-Timestamp>:<body>``.
 - ``standard-webhooks``: ``webhook-signature: v1,<base64> [v1,<base64> ...]`` of
-  ``<webhook-id>.<webhook-timestamp>.<body>``, keyed by the base64 after ``whsec_``.
+  ``<webhook-id>.<webhook-timestamp>.<body>``, keyed by the base64 after ``whsec_``. Svix
+  sends the same scheme under its own names (``svix-id``, ``svix-timestamp``,
+  ``svix-signature``); those are read when ``webhook-id`` is absent, as Svix's library does.
 - ``hmac-sha256``: the hex HMAC-SHA256 of the body in the header the route names.
 
 Every scheme accepts any of several secrets (rotation: one secret per line of the Secret).
@@ -299,9 +301,15 @@ def _slack(v: Verification, get: Headers, body: bytes, now: float, host: str
     return _replay(host, v.provider, prefix, body, stamp, v, now)
 
 
+_STANDARD_NAMES = ("webhook-id", "webhook-timestamp", "webhook-signature")
+_SVIX_NAMES = ("svix-id", "svix-timestamp", "svix-signature")
+
+
 def _standard(v: Verification, get: Headers, body: bytes, now: float, host: str
               ) -> Passed | Failed:
-    found = [_one(get, n) for n in ("webhook-id", "webhook-timestamp", "webhook-signature")]
+    names = _STANDARD_NAMES if get(_STANDARD_NAMES[0]) or not get(_SVIX_NAMES[0]) \
+        else _SVIX_NAMES
+    found = [_one(get, n) for n in names]
     for f in found:
         if isinstance(f, Failed):
             return f
@@ -318,7 +326,7 @@ def _standard(v: Verification, get: Headers, body: bytes, now: float, host: str
             except (binascii.Error, ValueError):
                 continue
     if not sent:
-        return Failed("no v1 signature in webhook-signature")
+        return Failed(f"no v1 signature in {names[2]}")
     # Header values arrive decoded as latin-1 (WSGI): that gives back the bytes sent.
     prefix = f"{msg_id}.{stamp}.".encode("latin-1", "replace")
     expected = _macs(v.secrets, prefix, body)

@@ -163,3 +163,18 @@ def test_a_verification_never_prints_its_secrets():
 
 
 GITHUB_SECRET_BYTES = signers.GITHUB_SECRET.encode()
+
+
+def test_standard_webhooks_reads_svix_named_headers_as_svix_does():
+    """Svix sends the Standard Webhooks scheme as ``svix-id``/``svix-timestamp``/
+    ``svix-signature`` (its library reads either name set; the svix package is not a test
+    dependency, so the names are renamed on a request signed by the standardwebhooks library).
+    """
+    svix = [(n.replace("webhook-", "svix-"), v) for n, v in signers.standard(BODY)]
+    assert isinstance(verdict("standard-webhooks", svix), Passed)
+    forged = [(n, v[:-4] + "AAA=") if n == "svix-signature" else (n, v) for n, v in svix]
+    assert verdict("standard-webhooks", forged) == Failed("signature mismatch")
+    # Both sets present: the standard names decide.
+    mixed = svix + [(n, v) for n, v in signers.standard(BODY, msg_id="other")
+                    if n != "webhook-signature"]
+    assert verdict("standard-webhooks", mixed) == Failed("missing webhook-signature")
