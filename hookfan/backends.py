@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -69,11 +68,10 @@ class BackendView:
         return out
 
 
-def policy_of(url: str, routes: Iterable[str], worker: dict[str, Any],
-              route: DeliveryPolicy | None = None) -> dict[str, Any]:
-    """The delivery policy in effect for ``url``: the worker flags, overridden field by field
-    by its routes' ``spec.delivery`` (``route``, already merged: the stricter value wins).
-    Pure."""
+def policy_of(worker: dict[str, Any], route: DeliveryPolicy | None = None) -> dict[str, Any]:
+    """The delivery policy in effect for a backend: the worker flags, overridden field by
+    field by its routes' ``spec.delivery`` (``route``, already merged: the stricter value
+    wins). Pure."""
     out = dict(worker)
     if route is None:
         return out
@@ -121,8 +119,7 @@ class Backends:
         self.scripts = scripts.register(client)
 
     def now(self) -> float:
-        sec, usec = self.r.time()
-        return float(sec) + float(usec) / 1e6
+        return scripts.redis_time(self.r)
 
     def paused(self) -> dict[str, Pause]:
         """Every paused backend URL and its pause."""
@@ -206,7 +203,7 @@ class Backends:
             routes = sorted(by_url.get(url, ()))
             errors = [v for k, v in sorted(stats.items())
                       if k.startswith("last_error:") and k.endswith(" " + url)]
-            out.append(BackendView(url, routes, policy_of(url, routes, worker, policies.get(url)),
+            out.append(BackendView(url, routes, policy_of(worker, policies.get(url)),
                                    int(in_flight),
                                    int(pending), self._oldest(url, now, paused.get(url))
                                    if pending else None, paused.get(url),

@@ -193,8 +193,7 @@ class DeadLetters:
         self.scripts = scripts.register(client)
 
     def now(self) -> float:
-        secs, micros = self.r.time()
-        return int(secs) + int(micros) / 1e6
+        return scripts.redis_time(self.r)
 
     def select(self, sel: Selection, page: int = PAGE) -> Iterator[Record]:
         """The dead letters ``sel`` selects, oldest first, at most ``page`` per round trip

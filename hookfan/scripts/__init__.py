@@ -19,6 +19,13 @@ LIBRARIES = ("quota",)
 _INCLUDE = re.compile(r"^-- include: (\w+)$", re.M)
 
 
+def redis_time(client: Any) -> float:
+    """Redis's clock (``TIME``) in Unix seconds: the clock the scripts use, for the Python
+    code that compares with what they stored. Raises redis errors."""
+    secs, micros = client.time()
+    return int(secs) + int(micros) / 1e6
+
+
 def _text(name: str) -> str:
     return resources.files(__package__).joinpath(f"{name}.lua").read_text(encoding="utf-8")
 

@@ -68,6 +68,14 @@ def value(samples: dict[str, dict[tuple[tuple[str, str], ...], float]], name: st
 
 
 @pytest.fixture
+def stack(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
+    """A plain stack, not started: the test starts the processes it needs."""
+    s = Stack(redis_url, tmp_path / "routes", tmp_path / "logs")
+    yield s
+    s.stop()
+
+
+@pytest.fixture
 def observed(redis_url: str, tmp_path: Path) -> Iterator[ObservedStack]:
     s = ObservedStack(redis_url, tmp_path / "routes", tmp_path / "logs")
     s.routes_dir.mkdir()

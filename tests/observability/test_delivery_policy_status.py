@@ -6,11 +6,8 @@ failing copy shows it in status (``blockedBy``, ``blockedSince``) and in the ope
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from hookfan import deliverypolicy, keys
 from hookfan.deliverypolicy import DeliveryPolicy
@@ -21,13 +18,6 @@ from tests.support.backends import RecordingBackend
 from tests.support.procs import Stack, wait_until
 
 HOST = "policy.example.com"
-
-
-@pytest.fixture
-def stack(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(redis_url, tmp_path / "routes", tmp_path / "logs")
-    yield s
-    s.stop()
 
 
 def spec(service: str, **delivery: Any) -> dict[str, Any]:

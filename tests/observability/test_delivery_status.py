@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.operator.conftest import GROUP, PLURAL, VERSION, K8s, RunOperator
@@ -24,13 +23,6 @@ from tests.support.procs import Stack, wait_until
 HOST = "status.example.com"
 PAUSING_HOST = "pausing.example.com"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def stack(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(redis_url, tmp_path / "routes", tmp_path / "logs")
-    yield s
-    s.stop()
 
 
 def delivery(k8s: K8s, name: str) -> dict[str, Any]:

@@ -119,8 +119,8 @@ def test_backends_list_shows_the_route_policy_over_the_worker_flags():
 
     worker = {"maxRetryAge": 86400.0, "minRetryDelay": 0.75, "maxRetryDelay": 900.0,
               "concurrency": 4, "deliveryTimeout": 10.0, "autoPauseAfter": 0.0}
-    assert policy_of("http://a", [], worker) == worker
+    assert policy_of(worker) == worker
     route = DeliveryPolicy(max_retry_age=21600.0, rate=5.0, burst=10, ordered=True)
-    assert policy_of("http://a", ["ns/a"], worker, route) == {
+    assert policy_of(worker, route) == {
         **worker, "maxRetryAge": 21600.0, "concurrency": 1,
         "rateLimit": {"perSecond": 5.0, "burst": 10}, "ordered": True}
